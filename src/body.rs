@@ -1,0 +1,163 @@
+//! Body types on both hops. Bodies stream frame by frame: nothing here buffers more
+//! than the frame in hand, so memory per exchange is bounded by hyper's buffers.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::StatusCode;
+use http_body_util::Limited;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use tracing::info;
+
+use crate::pool::PooledConn;
+
+/// Body of a request sent to a backend: the client's body, capped at the site's limit.
+pub type UpstreamBody = Limited<Incoming>;
+
+/// Body of a response sent to a client: a backend's streamed body or a page of ours.
+/// When it is done it returns the upstream connection to the pool and writes the
+/// access-log line.
+#[derive(Debug)]
+pub struct ProxyBody {
+    inner: Inner,
+    /// The connection the body streams from; back to the pool after a clean end.
+    conn: Option<PooledConn>,
+    /// The access-log line, written when the body is finished or dropped.
+    log: Option<Box<AccessLog>>,
+    /// Set when the upstream body failed: that connection must not be reused.
+    failed: bool,
+}
+
+#[derive(Debug)]
+enum Inner {
+    Upstream(Incoming),
+    Page(Option<Bytes>),
+}
+
+impl ProxyBody {
+    /// A backend's body, streamed as it arrives.
+    pub fn upstream(body: Incoming, conn: PooledConn) -> ProxyBody {
+        ProxyBody {
+            inner: Inner::Upstream(body),
+            conn: Some(conn),
+            log: None,
+            failed: false,
+        }
+    }
+
+    /// A body held in memory (error pages, demo backends).
+    pub fn page(bytes: impl Into<Bytes>) -> ProxyBody {
+        ProxyBody {
+            inner: Inner::Page(Some(bytes.into())),
+            conn: None,
+            log: None,
+            failed: false,
+        }
+    }
+
+    /// Attaches the access-log line to write when the body ends.
+    pub fn with_log(mut self, log: Option<Box<AccessLog>>) -> ProxyBody {
+        self.log = log;
+        self
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let polled = match &mut this.inner {
+            Inner::Upstream(body) => Pin::new(body).poll_frame(cx),
+            Inner::Page(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        };
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(log), Some(data)) = (this.log.as_mut(), frame.data_ref()) {
+                    log.bytes += data.len() as u64;
+                }
+            }
+            Poll::Ready(Some(Err(_))) => this.failed = true,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Upstream(body) => body.is_end_stream(),
+            Inner::Page(bytes) => bytes.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Upstream(body) => body.size_hint(),
+            Inner::Page(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            Inner::Page(None) => SizeHint::with_exact(0),
+        }
+    }
+}
+
+impl Drop for ProxyBody {
+    fn drop(&mut self) {
+        // hyper may stop polling once `is_end_stream` is true, so the end of a body is
+        // judged here rather than on a final `None` frame.
+        let complete = !self.failed && self.is_end_stream();
+        if let Some(conn) = self.conn.take() {
+            conn.backend().stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+            if complete {
+                conn.release();
+            }
+        }
+        if let Some(log) = self.log.take() {
+            log.write(complete);
+        }
+    }
+}
+
+/// What the access log says about one request.
+#[derive(Debug)]
+pub struct AccessLog {
+    /// Client address.
+    pub client: SocketAddr,
+    /// Method as received.
+    pub method: http::Method,
+    /// Target as received (origin-form path or absolute URI).
+    pub target: String,
+    /// Host-table key that served it, if any.
+    pub host: Option<String>,
+    /// Backend that answered, if any.
+    pub backend: Option<SocketAddr>,
+    /// Status sent to the client.
+    pub status: StatusCode,
+    /// Response body bytes sent.
+    pub bytes: u64,
+    /// When the request head was received.
+    pub start: Instant,
+}
+
+impl AccessLog {
+    fn write(&self, complete: bool) {
+        info!(
+            target: "relevo::access",
+            client = %self.client,
+            host = self.host.as_deref().unwrap_or("-"),
+            method = %self.method,
+            target = %self.target,
+            backend = %self.backend.map_or_else(|| "-".to_string(), |b| b.to_string()),
+            status = self.status.as_u16(),
+            bytes = self.bytes,
+            ms = format_args!("{:.3}", self.start.elapsed().as_secs_f64() * 1000.0),
+            complete,
+        );
+    }
+}

@@ -1,0 +1,548 @@
+//! The TOML configuration: parsing, defaults and validation with file:line:column errors.
+//!
+//! The lab's host table stays a one-liner per site (`"host" = ["ip", "ip:port"]`); a
+//! table form (`[hosts."name"]`) carries per-host options.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Port used for a backend written as a bare IP, as in the lab.
+pub const DEFAULT_BACKEND_PORT: u16 = 80;
+
+/// A validated configuration, ready to build the proxy's state from.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address the proxy listens on.
+    pub listen: SocketAddr,
+    /// Worker threads; `None` means one per CPU.
+    pub threads: Option<usize>,
+    /// Log one line per request at info level.
+    pub access_log: bool,
+    /// Default `tracing` filter when `RUST_LOG` is not set.
+    pub log_level: String,
+    /// Timeouts on both hops.
+    pub timeouts: Timeouts,
+    /// Size and count limits.
+    pub limits: Limits,
+    /// The host table, in file order.
+    pub hosts: Vec<HostConfig>,
+}
+
+/// Timeouts on both hops; every one has a default a production proxy would pick.
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    /// TCP connect to a backend.
+    pub connect: Duration,
+    /// From the request being sent to the backend's response head arriving.
+    pub response: Duration,
+    /// Reading a client's request head, and a client's keep-alive idle time.
+    pub client_header: Duration,
+    /// How long an idle pooled upstream connection is kept.
+    pub upstream_idle: Duration,
+    /// How long a graceful stop waits for in-flight requests.
+    pub shutdown: Duration,
+}
+
+/// Limits that keep one client from taking more than its share.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request head (request line + fields) in bytes; larger gets 431.
+    pub max_header_bytes: usize,
+    /// Most header fields in a request; more gets 431.
+    pub max_headers: usize,
+    /// Largest request body in bytes for hosts that do not set their own; `None` = no limit.
+    pub max_body_bytes: Option<u64>,
+    /// Most client connections served at once; extra ones get a quick 503.
+    pub max_connections: usize,
+    /// Most idle pooled connections kept per backend.
+    pub max_idle_per_backend: usize,
+}
+
+/// One entry of the host table.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Lower-case host name as written (IPv6 without brackets).
+    pub name: String,
+    /// Port, when the entry lists one explicitly (`"app.test:8080"`).
+    pub port: Option<u16>,
+    /// Backends in file order.
+    pub backends: Vec<SocketAddr>,
+    /// How requests are spread over the backends.
+    pub balance: Balance,
+    /// Largest request body for this host; falls back to `limits.max_body_bytes`.
+    pub max_body_bytes: Option<u64>,
+}
+
+impl HostConfig {
+    /// The key the router matches on: `name` or `name:port`.
+    pub fn key(&self) -> String {
+        match self.port {
+            Some(p) => format!("{}:{}", self.name, p),
+            None => self.name.clone(),
+        }
+    }
+}
+
+/// Balancing algorithm of a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Balance {
+    /// Each backend in turn.
+    RoundRobin,
+    /// Uniformly at random (the lab's choice).
+    Random,
+}
+
+/// A configuration that could not be loaded, with where in the file it went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The file is not valid, at a known place.
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong, in one line.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates configuration text; `path` only names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let at = |span: Option<Range<usize>>, message: String| {
+            let (line, column) = line_col(text, span.map_or(0, |s| s.start));
+            ConfigError::Invalid {
+                path: path.to_owned(),
+                line,
+                column,
+                message,
+            }
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| at(e.span(), one_line(e.message())))?;
+        raw.validate().map_err(|(span, msg)| at(Some(span), msg))
+    }
+
+    /// A configuration for tests and the demo: the given hosts, every default.
+    pub fn with_hosts(listen: SocketAddr, hosts: Vec<HostConfig>) -> Config {
+        Config {
+            listen,
+            threads: None,
+            access_log: true,
+            log_level: "info".into(),
+            timeouts: Timeouts::default(),
+            limits: Limits::default(),
+            hosts,
+        }
+    }
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(5),
+            response: Duration::from_secs(60),
+            client_header: Duration::from_secs(30),
+            upstream_idle: Duration::from_secs(60),
+            shutdown: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
+            max_body_bytes: None,
+            max_connections: 10_000,
+            max_idle_per_backend: 1024,
+        }
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.trim().replace('\n', "; ")
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+    (line, column)
+}
+
+type Invalid = (Range<usize>, String);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<Spanned<String>>,
+    threads: Option<Spanned<usize>>,
+    access_log: Option<bool>,
+    log_level: Option<String>,
+    #[serde(default)]
+    timeouts: RawTimeouts,
+    #[serde(default)]
+    limits: RawLimits,
+    hosts: Spanned<HashMap<Spanned<String>, Spanned<RawHost>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTimeouts {
+    connect: Option<Spanned<DurationValue>>,
+    response: Option<Spanned<DurationValue>>,
+    client_header: Option<Spanned<DurationValue>>,
+    upstream_idle: Option<Spanned<DurationValue>>,
+    shutdown: Option<Spanned<DurationValue>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_header_bytes: Option<Spanned<usize>>,
+    max_headers: Option<Spanned<usize>>,
+    max_body_bytes: Option<u64>,
+    max_connections: Option<Spanned<usize>>,
+    max_idle_per_backend: Option<usize>,
+}
+
+/// A host entry: the lab's plain list of backends, or a table with options.
+struct RawHost {
+    backends: Spanned<Vec<Spanned<String>>>,
+    balance: Balance,
+    max_body_bytes: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHostTable {
+    backends: Spanned<Vec<Spanned<String>>>,
+    #[serde(default = "default_balance")]
+    balance: Balance,
+    max_body_bytes: Option<u64>,
+}
+
+fn default_balance() -> Balance {
+    Balance::RoundRobin
+}
+
+impl<'de> Deserialize<'de> for RawHost {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct HostVisitor;
+        impl<'de> Visitor<'de> for HostVisitor {
+            type Value = RawHost;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of backends or a table with `backends = [...]`")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawHost, A::Error> {
+                let mut list = Vec::new();
+                while let Some(b) = seq.next_element::<Spanned<String>>()? {
+                    list.push(b);
+                }
+                // The list's own span is not visible here; the entry's span stands in.
+                Ok(RawHost {
+                    backends: Spanned::new(0..0, list),
+                    balance: Balance::RoundRobin,
+                    max_body_bytes: None,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawHost, A::Error> {
+                let t = RawHostTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawHost {
+                    backends: t.backends,
+                    balance: t.balance,
+                    max_body_bytes: t.max_body_bytes,
+                })
+            }
+        }
+        d.deserialize_any(HostVisitor)
+    }
+}
+
+/// A duration written as `"250ms"`, `"5s"`, `"2m"`, `"1h"` or a number of seconds.
+#[derive(Clone, Copy)]
+struct DurationValue(Duration);
+
+impl<'de> Deserialize<'de> for DurationValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct DurVisitor;
+        impl Visitor<'_> for DurVisitor {
+            type Value = DurationValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration such as \"250ms\", \"5s\", \"2m\" or a number of seconds")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<DurationValue, E> {
+                u64::try_from(v)
+                    .map(|s| DurationValue(Duration::from_secs(s)))
+                    .map_err(|_| E::custom("a duration cannot be negative"))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<DurationValue, E> {
+                Duration::try_from_secs_f64(v)
+                    .map(DurationValue)
+                    .map_err(|_| E::custom("a duration must be a finite, non-negative number"))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DurationValue, E> {
+                parse_duration(v).map(DurationValue).ok_or_else(|| {
+                    E::custom(format!(
+                        "bad duration `{v}`: expected a number and a unit (ms, s, m, h), e.g. \"5s\""
+                    ))
+                })
+            }
+        }
+        d.deserialize_any(DurVisitor)
+    }
+}
+
+/// Parses `"250ms"`, `"5s"`, `"1.5s"`, `"2m"` or `"1h"`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return None,
+    };
+    Duration::try_from_secs_f64(secs).ok()
+}
+
+/// Parses a backend written as `ip`, `ip:port`, `[v6]` or `[v6]:port`.
+pub fn parse_backend(s: &str) -> Option<SocketAddr> {
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Some(addr);
+    }
+    let bare = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')).unwrap_or(s);
+    bare.parse::<IpAddr>()
+        .ok()
+        .map(|ip| SocketAddr::new(ip, DEFAULT_BACKEND_PORT))
+}
+
+/// Splits a host-table key into a lower-case name and an optional explicit port.
+pub fn parse_host_key(key: &str) -> Option<(String, Option<u16>)> {
+    let auth: http::uri::Authority = key.parse().ok()?;
+    if auth.as_str().contains('@') || auth.host().is_empty() {
+        return None;
+    }
+    let host = auth.host().trim_start_matches('[').trim_end_matches(']');
+    Some((host.to_ascii_lowercase(), auth.port_u16()))
+}
+
+impl RawConfig {
+    fn validate(self) -> Result<Config, Invalid> {
+        let defaults = Config::with_hosts(SocketAddr::from(([127, 0, 0, 1], 8080)), Vec::new());
+        let listen = match &self.listen {
+            None => defaults.listen,
+            Some(l) => l.get_ref().parse().map_err(|_| {
+                (
+                    l.span(),
+                    format!("bad listen address `{}`: expected IP:PORT, e.g. \"0.0.0.0:8080\"", l.get_ref()),
+                )
+            })?,
+        };
+        if let Some(t) = &self.threads {
+            if *t.get_ref() == 0 {
+                return Err((t.span(), "threads must be at least 1".into()));
+            }
+        }
+        let t = &self.timeouts;
+        let d = &defaults.timeouts;
+        let timeouts = Timeouts {
+            connect: positive(&t.connect, d.connect, "timeouts.connect")?,
+            response: positive(&t.response, d.response, "timeouts.response")?,
+            client_header: positive(&t.client_header, d.client_header, "timeouts.client_header")?,
+            upstream_idle: positive(&t.upstream_idle, d.upstream_idle, "timeouts.upstream_idle")?,
+            shutdown: t.shutdown.as_ref().map_or(d.shutdown, |s| s.get_ref().0),
+        };
+        let l = &self.limits;
+        let dl = &defaults.limits;
+        let limits = Limits {
+            max_header_bytes: at_least(&l.max_header_bytes, dl.max_header_bytes, 8192, "limits.max_header_bytes")?,
+            max_headers: at_least(&l.max_headers, dl.max_headers, 1, "limits.max_headers")?,
+            max_body_bytes: l.max_body_bytes,
+            max_connections: at_least(&l.max_connections, dl.max_connections, 1, "limits.max_connections")?,
+            max_idle_per_backend: l.max_idle_per_backend.unwrap_or(dl.max_idle_per_backend),
+        };
+
+        let hosts_span = self.hosts.span();
+        let mut entries: Vec<_> = self.hosts.into_inner().into_iter().collect();
+        entries.sort_by_key(|(k, _)| k.span().start);
+        if entries.is_empty() {
+            return Err((hosts_span, "the host table is empty: add at least one `\"host\" = [\"ip:port\"]`".into()));
+        }
+        let mut seen: HashMap<String, String> = HashMap::new();
+        let mut hosts = Vec::with_capacity(entries.len());
+        for (key, entry) in entries {
+            let key_span = key.span();
+            let (name, port) = parse_host_key(key.get_ref()).ok_or_else(|| {
+                (
+                    key_span.clone(),
+                    format!("bad host name `{}`: expected a name or IP, optionally with :PORT", key.get_ref()),
+                )
+            })?;
+            let host = HostConfig {
+                name,
+                port,
+                backends: Vec::new(),
+                balance: entry.get_ref().balance,
+                max_body_bytes: entry.get_ref().max_body_bytes,
+            };
+            if let Some(first) = seen.insert(host.key(), key.get_ref().clone()) {
+                return Err((
+                    key_span,
+                    format!("duplicate host `{}`: `{first}` already names it (host names are case-insensitive)", key.get_ref()),
+                ));
+            }
+            let entry_span = entry.span();
+            let raw = entry.into_inner();
+            let list = raw.backends.get_ref();
+            if list.is_empty() {
+                let span = if raw.backends.span().is_empty() { entry_span } else { raw.backends.span() };
+                return Err((span, format!("host `{}` has no backends", host.key())));
+            }
+            let mut backends = Vec::with_capacity(list.len());
+            for b in list {
+                let addr = parse_backend(b.get_ref()).ok_or_else(|| {
+                    (
+                        b.span(),
+                        format!("bad backend address `{}`: expected IP or IP:PORT, e.g. \"10.0.0.5:8080\"", b.get_ref()),
+                    )
+                })?;
+                if backends.contains(&addr) {
+                    return Err((b.span(), format!("backend `{addr}` is listed twice for host `{}`", host.key())));
+                }
+                backends.push(addr);
+            }
+            hosts.push(HostConfig { backends, ..host });
+        }
+        Ok(Config {
+            listen,
+            threads: self.threads.map(|t| t.into_inner()),
+            access_log: self.access_log.unwrap_or(true),
+            log_level: self.log_level.unwrap_or(defaults.log_level),
+            timeouts,
+            limits,
+            hosts,
+        })
+    }
+}
+
+fn positive(v: &Option<Spanned<DurationValue>>, default: Duration, name: &str) -> Result<Duration, Invalid> {
+    match v {
+        None => Ok(default),
+        Some(s) if s.get_ref().0.is_zero() => Err((s.span(), format!("{name} must be greater than zero"))),
+        Some(s) => Ok(s.get_ref().0),
+    }
+}
+
+fn at_least(v: &Option<Spanned<usize>>, default: usize, min: usize, name: &str) -> Result<usize, Invalid> {
+    match v {
+        None => Ok(default),
+        Some(s) if *s.get_ref() < min => Err((s.span(), format!("{name} must be at least {min}"))),
+        Some(s) => Ok(*s.get_ref()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(text, Path::new("t.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn lab_table_is_accepted_as_written() {
+        let c = parse(
+            r#"
+listen = "127.0.0.1:8080"
+
+[hosts]
+"app.test"  = ["127.0.0.1:19101", "127.0.0.1:19102"]
+"solo.test" = ["127.0.0.1:19103"]
+"legacy.test" = ["127.0.0.1"]                # port 80 when omitted
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.hosts.len(), 3);
+        assert_eq!(c.hosts[0].name, "app.test");
+        assert_eq!(c.hosts[2].backends, vec!["127.0.0.1:80".parse().unwrap()]);
+    }
+
+    #[test]
+    fn long_form_and_mixed() {
+        let c = parse(
+            r#"
+[hosts]
+"solo.test" = ["127.0.0.1:1"]
+[hosts."App.Test"]
+backends = ["127.0.0.1:19101", "[::1]:19102"]
+balance = "random"
+"#,
+        )
+        .unwrap();
+        let app = c.hosts.iter().find(|h| h.name == "app.test").unwrap();
+        assert_eq!(app.balance, Balance::Random);
+        assert_eq!(app.backends[1], "[::1]:19102".parse().unwrap());
+    }
+
+    #[test]
+    fn errors_name_line_and_problem() {
+        let cases = [
+            ("[hosts]\n\"a\" = [\"1.2.3\"]\n", "t.toml:2:8: bad backend address `1.2.3`"),
+            ("[hosts]\n\"a\" = []\n", "t.toml:2:7: host `a` has no backends"),
+            ("[hosts]\n\"a\" = [\"1.1.1.1\"]\n\"A\" = [\"1.1.1.2\"]\n", "t.toml:3:1: duplicate host `A`"),
+            ("bogus = 1\n[hosts]\n\"a\" = [\"1.1.1.1\"]\n", "t.toml:1:1: unknown field `bogus`"),
+            ("[hosts.\"a\"]\nbackends = [\"1.1.1.1\"]\nbalance = \"fastest\"\n", "t.toml:3:11: unknown variant `fastest`"),
+            ("listen = \"nope\"\n[hosts]\n\"a\" = [\"1.1.1.1\"]\n", "t.toml:1:10: bad listen address `nope`"),
+            ("[timeouts]\nconnect = \"5 parsecs\"\n[hosts]\n\"a\" = [\"1.1.1.1\"]\n", "t.toml:2:11: bad duration"),
+            ("[hosts]\n", "t.toml:1:1: the host table is empty"),
+            ("[hosts]\n\"a\" = [\"1.1.1.1\", \"1.1.1.1:80\"]\n", "t.toml:2:20: backend `1.1.1.1:80` is listed twice"),
+        ];
+        for (text, want) in cases {
+            let got = parse(text).unwrap_err();
+            assert!(got.starts_with(want), "for {text:?}\n got: {got}\nwant: {want}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("5"), None);
+        assert_eq!(parse_duration("s"), None);
+    }
+}

@@ -1,0 +1,140 @@
+//! Head rewriting between the hops (RFC 9110 §7.6): hop-by-hop fields go, `Host`,
+//! `X-Forwarded-For` and `Via` are set. Bodies are passed through untouched.
+
+use std::net::SocketAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{PathAndQuery, Uri};
+use http::{Request, Response, Version};
+
+use crate::router::Target;
+
+/// Fields that describe one hop only (RFC 9110 §7.6.1, RFC 9112 §6.1, and the
+/// non-standard ones proxies have always removed). `TE: trailers` is handled apart.
+const HOP_BY_HOP: [HeaderName; 6] = [
+    header::CONNECTION,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+];
+
+/// Rewrites a client request for the backend: origin-form target, the client's host
+/// in `Host`, hop-by-hop fields removed, `X-Forwarded-For` and `Via` appended.
+pub fn request<B>(req: Request<B>, target: &Target, client: SocketAddr) -> Request<B> {
+    let (mut parts, body) = req.into_parts();
+    let received = parts.version;
+    strip_hop_by_hop(&mut parts.headers);
+    // TE is hop-by-hop too, but `trailers` says the client can take trailers, which
+    // the backend needs to know to send them (RFC 9110 §10.1.4).
+    let wants_trailers = parts
+        .headers
+        .get_all(header::TE)
+        .iter()
+        .any(|v| has_token(v, "trailers"));
+    parts.headers.remove(header::TE);
+    if wants_trailers {
+        parts.headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    // relevo answers `Expect: 100-continue` itself when it starts reading the body.
+    parts.headers.remove(header::EXPECT);
+
+    let path = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    parts.uri = Uri::from(path);
+    parts.version = Version::HTTP_11;
+    if let Ok(host) = HeaderValue::from_str(target.authority.as_str()) {
+        parts.headers.insert(header::HOST, host);
+    }
+    append(&mut parts.headers, HeaderName::from_static("x-forwarded-for"), &client.ip().to_string());
+    append(&mut parts.headers, header::VIA, via(received));
+    Request::from_parts(parts, body)
+}
+
+/// Rewrites a backend response for the client: hop-by-hop fields removed, `Via` added.
+/// `Content-Length` stays: it is the length of what the backend sends, and for HEAD
+/// and 304 it describes a body that is not there.
+pub fn response<B>(resp: Response<B>) -> Response<B> {
+    let (mut parts, body) = resp.into_parts();
+    let received = parts.version;
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(header::TE);
+    append(&mut parts.headers, header::VIA, via(received));
+    Response::from_parts(parts, body)
+}
+
+/// `Via` entry: the protocol received on that hop and this proxy's pseudonym (RFC 9110 §7.6.3).
+fn via(version: Version) -> &'static str {
+    if version == Version::HTTP_10 {
+        "1.0 relevo"
+    } else {
+        "1.1 relevo"
+    }
+}
+
+/// Removes `Connection`, every field it names, and the fixed hop-by-hop fields.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+/// Appends `value` to a list-valued field, folding earlier lines into one.
+fn append(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+    let mut joined = String::new();
+    for v in headers.get_all(&name) {
+        if let Ok(s) = v.to_str() {
+            joined.push_str(s);
+            joined.push_str(", ");
+        }
+    }
+    joined.push_str(value);
+    if let Ok(v) = HeaderValue::from_str(&joined) {
+        headers.insert(name, v);
+    }
+}
+
+fn has_token(value: &HeaderValue, token: &str) -> bool {
+    value.to_str().is_ok_and(|s| {
+        s.split(',')
+            .any(|t| t.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case(token))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_connection_named_and_fixed_fields() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("close, X-Secret , keep-alive"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn appends_to_list_fields() {
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.2"));
+        append(&mut h, HeaderName::from_static("x-forwarded-for"), "127.0.0.1");
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 127.0.0.1");
+    }
+}

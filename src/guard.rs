@@ -1,0 +1,137 @@
+//! Screens a connection's first request line before hyper parses it, so that a client
+//! speaking another major HTTP version gets 505 (RFC 9110 §15.6.6) rather than a
+//! generic 400. Bytes read here are replayed to hyper untouched.
+//!
+//! Only the first request of a connection is screened: a later pipelined request with
+//! a foreign version is rejected by hyper's parser with 400, and the connection closes.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+
+const VERSION_NOT_SUPPORTED: &[u8] = b"HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-type: text/plain\r\ncontent-length: 44\r\nconnection: close\r\n\r\nrelevo speaks HTTP/1.1 and HTTP/1.0 only.\r\n\r\n";
+
+/// Read at most this much while looking for the end of the first line; longer lines
+/// are left to hyper, which applies its own limits.
+const SCREEN_BYTES: usize = 8192;
+
+/// A client stream with the bytes the screen already read put back in front.
+#[derive(Debug)]
+pub struct Screened {
+    prefix: BytesMut,
+    stream: TcpStream,
+}
+
+/// Reads the first request line (within `timeout`) and answers 505 if it names an HTTP
+/// major version other than 1. Returns the stream for hyper, or `None` when the
+/// connection was answered or went away.
+pub async fn screen(mut stream: TcpStream, timeout: Duration) -> Option<Screened> {
+    let mut prefix = BytesMut::with_capacity(1024);
+    let read_line = async {
+        while !prefix.contains(&b'\n') && prefix.len() < SCREEN_BYTES {
+            if stream.read_buf(&mut prefix).await? == 0 {
+                break;
+            }
+        }
+        io::Result::Ok(())
+    };
+    match tokio::time::timeout(timeout, read_line).await {
+        Ok(Ok(())) => {}
+        // Silent clients and broken sockets: hyper would close them too.
+        _ => return None,
+    }
+    if prefix.is_empty() {
+        return None;
+    }
+    if foreign_major_version(&prefix) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            stream.write_all(VERSION_NOT_SUPPORTED).await?;
+            stream.shutdown().await?;
+            // Reading what is left keeps the kernel from answering with a reset that
+            // could destroy the 505 before the client reads it.
+            let mut sink = [0u8; 4096];
+            while stream.read(&mut sink).await? > 0 {}
+            io::Result::Ok(())
+        })
+        .await;
+        return None;
+    }
+    Some(Screened { prefix, stream })
+}
+
+/// True for a request line ending in `HTTP/<d>.<d>` where the major digit is not 1.
+fn foreign_major_version(buf: &[u8]) -> bool {
+    let Some(end) = buf.iter().position(|&b| b == b'\n') else {
+        return false;
+    };
+    let line = buf[..end].strip_suffix(b"\r").unwrap_or(&buf[..end]);
+    let Some(version) = line.rsplit(|&b| b == b' ').next() else {
+        return false;
+    };
+    match version {
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor] => {
+            major.is_ascii_digit() && minor.is_ascii_digit() && *major != b'1'
+        }
+        _ => false,
+    }
+}
+
+impl AsyncRead for Screened {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Screened {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::foreign_major_version as foreign;
+
+    #[test]
+    fn only_other_major_versions_are_foreign() {
+        assert!(foreign(b"GET / HTTP/2.0\r\n"));
+        assert!(foreign(b"GET / HTTP/3.0\n"));
+        assert!(foreign(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"));
+        assert!(!foreign(b"GET / HTTP/1.1\r\n"));
+        assert!(!foreign(b"GET / HTTP/1.0\r\n"));
+        assert!(!foreign(b"GET / HTTP/1.1"));
+        assert!(!foreign(b"GET / HTTX/2.0\r\n"));
+        assert!(!foreign(b"GET / HTTP/2\r\n"));
+    }
+}

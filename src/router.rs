@@ -1,0 +1,156 @@
+//! The host table: which site a request is for, taken from its target or `Host:`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::uri::Authority;
+use http::{header, Method, Request, Version};
+
+use crate::balancer::Balancer;
+use crate::error::ProxyError;
+use crate::upstream::Backend;
+
+/// The host a request asked for, as the router and the backend need it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Lower-case host without brackets or trailing dot, for matching.
+    pub host: String,
+    /// Port the client named, if any.
+    pub port: Option<u16>,
+    /// The authority as the client wrote it, sent to the backend as `Host`.
+    pub authority: Authority,
+}
+
+/// A served host: its backends and how to spread requests over them.
+#[derive(Debug)]
+pub struct Site {
+    /// The host-table key (`name` or `name:port`).
+    pub key: String,
+    /// Backends in configuration order.
+    pub backends: Vec<Arc<Backend>>,
+    /// Chooses a backend per request.
+    pub balancer: Balancer,
+    /// Largest accepted request body, if limited.
+    pub max_body_bytes: Option<u64>,
+}
+
+/// Host table, matched case-insensitively; an explicit port in a key wins over the bare name.
+#[derive(Debug, Default)]
+pub struct Router {
+    sites: HashMap<String, Arc<Site>>,
+}
+
+impl Router {
+    /// Builds a router from sites keyed by `Site::key`.
+    pub fn new(sites: Vec<Arc<Site>>) -> Router {
+        Router {
+            sites: sites.into_iter().map(|s| (s.key.clone(), s)).collect(),
+        }
+    }
+
+    /// All sites, for status output.
+    pub fn sites(&self) -> impl Iterator<Item = &Arc<Site>> {
+        self.sites.values()
+    }
+
+    /// The site serving `target`, or 403.
+    pub fn route(&self, target: &Target) -> Result<&Arc<Site>, ProxyError> {
+        if let Some(port) = target.port {
+            if let Some(site) = self.sites.get(&format!("{}:{}", target.host, port)) {
+                return Ok(site);
+            }
+        }
+        self.sites
+            .get(&target.host)
+            .ok_or_else(|| ProxyError::UnknownHost(target.authority.to_string()))
+    }
+}
+
+/// Finds the host of a request: the absolute-form target's authority if present
+/// (RFC 9112 §3.2.2: then `Host` is ignored), else the single `Host` field.
+pub fn target<B>(req: &Request<B>) -> Result<Target, ProxyError> {
+    if req.method() == Method::CONNECT {
+        return Err(ProxyError::ConnectRefused);
+    }
+    // RFC 9112 §3.2: more than one Host line is a 400, whatever the target form.
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let host_field = hosts.next();
+    if hosts.next().is_some() {
+        return Err(ProxyError::BadHost("more than one Host field".into()));
+    }
+    let uri = req.uri();
+    let authority = if let Some(scheme) = uri.scheme_str() {
+        if !scheme.eq_ignore_ascii_case("http") {
+            return Err(ProxyError::UnsupportedScheme(scheme.to_owned()));
+        }
+        uri.authority().cloned().ok_or(ProxyError::MissingHost)?
+    } else {
+        match host_field {
+            None if req.version() == Version::HTTP_11 => return Err(ProxyError::MissingHost),
+            None => return Err(ProxyError::MissingHost),
+            Some(v) => {
+                let s = v
+                    .to_str()
+                    .map_err(|_| ProxyError::BadHost("not visible ASCII".into()))?;
+                if s.is_empty() {
+                    return Err(ProxyError::MissingHost);
+                }
+                s.parse::<Authority>()
+                    .map_err(|_| ProxyError::BadHost(format!("`{s}` is not host[:port]")))?
+            }
+        }
+    };
+    let (host, port) = split_authority(&authority)?;
+    Ok(Target {
+        host,
+        port,
+        authority,
+    })
+}
+
+fn split_authority(a: &Authority) -> Result<(String, Option<u16>), ProxyError> {
+    let s = a.as_str();
+    // userinfo is not allowed in http URIs we route on (RFC 9110 §4.2.4), and
+    // `host:` with an empty port is not a valid Host value either.
+    if s.contains('@') || a.host().is_empty() || s.ends_with(':') {
+        return Err(ProxyError::BadHost(format!("`{s}` is not host[:port]")));
+    }
+    let host = a.host().trim_start_matches('[').trim_end_matches(']');
+    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    Ok((host, a.port_u16()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(target: &str, hosts: &[&str]) -> Request<()> {
+        let mut b = Request::builder().uri(target);
+        for h in hosts {
+            b = b.header("host", *h);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn absolute_form_wins_over_host() {
+        let t = target(&req("http://App.Test:8080/x", &["other"])).unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("app.test", Some(8080)));
+        assert_eq!(t.authority.as_str(), "App.Test:8080");
+    }
+
+    #[test]
+    fn host_header_rules() {
+        assert_eq!(target(&req("/", &["a.test."])).unwrap().host, "a.test");
+        assert_eq!(target(&req("/", &["[::1]:80"])).unwrap().host, "::1");
+        assert!(matches!(target(&req("/", &[])), Err(ProxyError::MissingHost)));
+        assert!(matches!(target(&req("/", &["a", "b"])), Err(ProxyError::BadHost(_))));
+        assert!(matches!(target(&req("/", &["u@a"])), Err(ProxyError::BadHost(_))));
+        assert!(matches!(target(&req("/", &["a:"])), Err(ProxyError::BadHost(_))));
+        assert!(matches!(target(&req("/", &["a/b"])), Err(ProxyError::BadHost(_))));
+        assert!(matches!(
+            target(&req("https://a/", &[])),
+            Err(ProxyError::UnsupportedScheme(_))
+        ));
+    }
+}
