@@ -92,13 +92,26 @@ impl HostConfig {
 }
 
 /// Balancing algorithm of a host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Balance {
     /// Each backend in turn.
     RoundRobin,
     /// Uniformly at random (the lab's choice).
     Random,
+}
+
+impl Balance {
+    /// The names accepted in `balance = "..."`.
+    pub const NAMES: [&'static str; 2] = ["round-robin", "random"];
+
+    /// The algorithm called `name` in the configuration.
+    pub fn from_name(name: &str) -> Option<Balance> {
+        match name {
+            "round-robin" => Some(Balance::RoundRobin),
+            "random" => Some(Balance::Random),
+            _ => None,
+        }
+    }
 }
 
 /// A configuration that could not be loaded, with where in the file it went wrong.
@@ -148,7 +161,7 @@ impl Config {
             }
         };
         let raw: RawConfig = toml::from_str(text).map_err(|e| at(e.span(), one_line(e.message())))?;
-        raw.validate().map_err(|(span, msg)| at(Some(span), msg))
+        raw.validate(text).map_err(|(span, msg)| at(Some(span), msg))
     }
 
     /// A configuration for tests and the demo: the given hosts, every default.
@@ -213,7 +226,10 @@ struct RawConfig {
     timeouts: RawTimeouts,
     #[serde(default)]
     limits: RawLimits,
-    hosts: Spanned<HashMap<Spanned<String>, Spanned<RawHost>>>,
+    // Neither keys nor values are `Spanned`: toml cannot span `[hosts."name"]` tables.
+    // Errors about an entry point at where its key is written (see `key_span`).
+    #[serde(default)]
+    hosts: HashMap<String, RawHost>,
 }
 
 #[derive(Deserialize, Default)]
@@ -239,7 +255,7 @@ struct RawLimits {
 /// A host entry: the lab's plain list of backends, or a table with options.
 struct RawHost {
     backends: Spanned<Vec<Spanned<String>>>,
-    balance: Balance,
+    balance: Option<Spanned<String>>,
     max_body_bytes: Option<u64>,
 }
 
@@ -247,13 +263,8 @@ struct RawHost {
 #[serde(deny_unknown_fields)]
 struct RawHostTable {
     backends: Spanned<Vec<Spanned<String>>>,
-    #[serde(default = "default_balance")]
-    balance: Balance,
+    balance: Option<Spanned<String>>,
     max_body_bytes: Option<u64>,
-}
-
-fn default_balance() -> Balance {
-    Balance::RoundRobin
 }
 
 impl<'de> Deserialize<'de> for RawHost {
@@ -269,10 +280,10 @@ impl<'de> Deserialize<'de> for RawHost {
                 while let Some(b) = seq.next_element::<Spanned<String>>()? {
                     list.push(b);
                 }
-                // The list's own span is not visible here; the entry's span stands in.
+                // The list's own span is not visible here; the key's span stands in.
                 Ok(RawHost {
                     backends: Spanned::new(0..0, list),
-                    balance: Balance::RoundRobin,
+                    balance: None,
                     max_body_bytes: None,
                 })
             }
@@ -361,7 +372,7 @@ pub fn parse_host_key(key: &str) -> Option<(String, Option<u16>)> {
 }
 
 impl RawConfig {
-    fn validate(self) -> Result<Config, Invalid> {
+    fn validate(self, text: &str) -> Result<Config, Invalid> {
         let defaults = Config::with_hosts(SocketAddr::from(([127, 0, 0, 1], 8080)), Vec::new());
         let listen = match &self.listen {
             None => defaults.listen,
@@ -396,40 +407,49 @@ impl RawConfig {
             max_idle_per_backend: l.max_idle_per_backend.unwrap_or(dl.max_idle_per_backend),
         };
 
-        let hosts_span = self.hosts.span();
-        let mut entries: Vec<_> = self.hosts.into_inner().into_iter().collect();
-        entries.sort_by_key(|(k, _)| k.span().start);
+        let mut entries: Vec<_> = self
+            .hosts
+            .into_iter()
+            .map(|(k, v)| (key_span(text, &k), k, v))
+            .collect();
+        entries.sort_by_key(|(span, _, _)| span.start);
         if entries.is_empty() {
-            return Err((hosts_span, "the host table is empty: add at least one `\"host\" = [\"ip:port\"]`".into()));
+            return Err((0..0, "the host table is empty: add at least one `\"host\" = [\"ip:port\"]`".into()));
         }
         let mut seen: HashMap<String, String> = HashMap::new();
         let mut hosts = Vec::with_capacity(entries.len());
-        for (key, entry) in entries {
-            let key_span = key.span();
-            let (name, port) = parse_host_key(key.get_ref()).ok_or_else(|| {
+        for (key_span, key, raw) in entries {
+            let (name, port) = parse_host_key(&key).ok_or_else(|| {
                 (
                     key_span.clone(),
-                    format!("bad host name `{}`: expected a name or IP, optionally with :PORT", key.get_ref()),
+                    format!("bad host name `{}`: expected a name or IP, optionally with :PORT", key),
                 )
             })?;
+            let balance = match &raw.balance {
+                None => Balance::RoundRobin,
+                Some(b) => Balance::from_name(b.get_ref()).ok_or_else(|| {
+                    (
+                        b.span(),
+                        format!("unknown balance `{}`: expected one of {}", b.get_ref(), Balance::NAMES.join(", ")),
+                    )
+                })?,
+            };
             let host = HostConfig {
                 name,
                 port,
                 backends: Vec::new(),
-                balance: entry.get_ref().balance,
-                max_body_bytes: entry.get_ref().max_body_bytes,
+                balance,
+                max_body_bytes: raw.max_body_bytes,
             };
-            if let Some(first) = seen.insert(host.key(), key.get_ref().clone()) {
+            if let Some(first) = seen.insert(host.key(), key.clone()) {
                 return Err((
                     key_span,
-                    format!("duplicate host `{}`: `{first}` already names it (host names are case-insensitive)", key.get_ref()),
+                    format!("duplicate host `{}`: `{first}` already names it (host names are case-insensitive)", key),
                 ));
             }
-            let entry_span = entry.span();
-            let raw = entry.into_inner();
             let list = raw.backends.get_ref();
             if list.is_empty() {
-                let span = if raw.backends.span().is_empty() { entry_span } else { raw.backends.span() };
+                let span = if raw.backends.span().is_empty() { key_span } else { raw.backends.span() };
                 return Err((span, format!("host `{}` has no backends", host.key())));
             }
             let mut backends = Vec::with_capacity(list.len());
@@ -457,6 +477,24 @@ impl RawConfig {
             hosts,
         })
     }
+}
+
+/// Where host key `key` is written: `"key"` quoted, or bare at the start of a line.
+fn key_span(text: &str, key: &str) -> Range<usize> {
+    let quoted = format!("\"{key}\"");
+    if let Some(i) = text.find(&quoted) {
+        return i..i + quoted.len();
+    }
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with(key) && trimmed[key.len()..].trim_start().starts_with('=') {
+            let start = offset + (line.len() - trimmed.len());
+            return start..start + key.len();
+        }
+        offset += line.len();
+    }
+    0..0
 }
 
 fn positive(v: &Option<Spanned<DurationValue>>, default: Duration, name: &str) -> Result<Duration, Invalid> {
@@ -522,14 +560,18 @@ balance = "random"
     fn errors_name_line_and_problem() {
         let cases = [
             ("[hosts]\n\"a\" = [\"1.2.3\"]\n", "t.toml:2:8: bad backend address `1.2.3`"),
-            ("[hosts]\n\"a\" = []\n", "t.toml:2:7: host `a` has no backends"),
+            ("[hosts]\n\"a\" = []\n", "t.toml:2:1: host `a` has no backends"),
             ("[hosts]\n\"a\" = [\"1.1.1.1\"]\n\"A\" = [\"1.1.1.2\"]\n", "t.toml:3:1: duplicate host `A`"),
             ("bogus = 1\n[hosts]\n\"a\" = [\"1.1.1.1\"]\n", "t.toml:1:1: unknown field `bogus`"),
-            ("[hosts.\"a\"]\nbackends = [\"1.1.1.1\"]\nbalance = \"fastest\"\n", "t.toml:3:11: unknown variant `fastest`"),
+            ("[hosts.\"a\"]\nbackends = [\"1.1.1.1\"]\nbalance = \"fastest\"\n", "t.toml:3:11: unknown balance `fastest`: expected one of round-robin, random"),
             ("listen = \"nope\"\n[hosts]\n\"a\" = [\"1.1.1.1\"]\n", "t.toml:1:10: bad listen address `nope`"),
             ("[timeouts]\nconnect = \"5 parsecs\"\n[hosts]\n\"a\" = [\"1.1.1.1\"]\n", "t.toml:2:11: bad duration"),
             ("[hosts]\n", "t.toml:1:1: the host table is empty"),
-            ("[hosts]\n\"a\" = [\"1.1.1.1\", \"1.1.1.1:80\"]\n", "t.toml:2:20: backend `1.1.1.1:80` is listed twice"),
+            ("[hosts.\"a\"]\nbackends = []\n", "t.toml:2:12: host `a` has no backends"),
+            ("[hosts.\"a\"]\nbackends = [\"x\"]\n", "t.toml:2:13: bad backend address `x`"),
+            ("[hosts.\"a b\"]\nbackends = [\"1.1.1.1\"]\n", "t.toml:1:8: bad host name `a b`"),
+            ("listen = \"127.0.0.1:1\"\n", "t.toml:1:1: the host table is empty"),
+            ("[hosts]\n\"a\" = [\"1.1.1.1\", \"1.1.1.1:80\"]\n", "t.toml:2:19: backend `1.1.1.1:80` is listed twice"),
         ];
         for (text, want) in cases {
             let got = parse(text).unwrap_err();

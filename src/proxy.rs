@@ -61,10 +61,14 @@ async fn proxy(
     state: &State,
     client: SocketAddr,
     req: Request<Incoming>,
-    log: Option<&mut AccessLog>,
+    mut log: Option<&mut AccessLog>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let target = router::target(&req)?;
-    let site = state.router.route(&target)?;
+    let site = state.router.route(&target);
+    if let Some(log) = log.as_deref_mut() {
+        log.host = Some(site.as_ref().map_or_else(|_| target.authority.to_string(), |s| s.key.clone()));
+    }
+    let site = site?;
     let limit = site.max_body_bytes;
     if let (Some(limit), Some(len)) = (limit, declared_length(&req)) {
         if len > limit {
@@ -73,7 +77,6 @@ async fn proxy(
     }
     let backend = site.balancer.pick(&site.backends);
     if let Some(log) = log {
-        log.host = Some(site.key.clone());
         log.backend = Some(backend.addr);
     }
     let cap = limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
