@@ -113,7 +113,10 @@ impl Drop for ProxyBody {
         // judged here rather than on a final `None` frame.
         let complete = !self.failed && self.is_end_stream();
         if let Some(conn) = self.conn.take() {
-            conn.backend().stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+            conn.backend()
+                .stats
+                .in_flight
+                .fetch_sub(1, Ordering::Relaxed);
             if complete {
                 conn.release();
             }

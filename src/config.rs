@@ -160,8 +160,10 @@ impl Config {
                 message,
             }
         };
-        let raw: RawConfig = toml::from_str(text).map_err(|e| at(e.span(), one_line(e.message())))?;
-        raw.validate(text).map_err(|(span, msg)| at(Some(span), msg))
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| at(e.span(), one_line(e.message())))?;
+        raw.validate(text)
+            .map_err(|(span, msg)| at(Some(span), msg))
     }
 
     /// A configuration for tests and the demo: the given hosts, every default.
@@ -209,7 +211,10 @@ fn one_line(s: &str) -> String {
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
     (line, column)
 }
 
@@ -355,7 +360,10 @@ pub fn parse_backend(s: &str) -> Option<SocketAddr> {
     if let Ok(addr) = s.parse::<SocketAddr>() {
         return Some(addr);
     }
-    let bare = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')).unwrap_or(s);
+    let bare = s
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or(s);
     bare.parse::<IpAddr>()
         .ok()
         .map(|ip| SocketAddr::new(ip, DEFAULT_BACKEND_PORT))
@@ -379,7 +387,10 @@ impl RawConfig {
             Some(l) => l.get_ref().parse().map_err(|_| {
                 (
                     l.span(),
-                    format!("bad listen address `{}`: expected IP:PORT, e.g. \"0.0.0.0:8080\"", l.get_ref()),
+                    format!(
+                        "bad listen address `{}`: expected IP:PORT, e.g. \"0.0.0.0:8080\"",
+                        l.get_ref()
+                    ),
                 )
             })?,
         };
@@ -400,10 +411,20 @@ impl RawConfig {
         let l = &self.limits;
         let dl = &defaults.limits;
         let limits = Limits {
-            max_header_bytes: at_least(&l.max_header_bytes, dl.max_header_bytes, 8192, "limits.max_header_bytes")?,
+            max_header_bytes: at_least(
+                &l.max_header_bytes,
+                dl.max_header_bytes,
+                8192,
+                "limits.max_header_bytes",
+            )?,
             max_headers: at_least(&l.max_headers, dl.max_headers, 1, "limits.max_headers")?,
             max_body_bytes: l.max_body_bytes,
-            max_connections: at_least(&l.max_connections, dl.max_connections, 1, "limits.max_connections")?,
+            max_connections: at_least(
+                &l.max_connections,
+                dl.max_connections,
+                1,
+                "limits.max_connections",
+            )?,
             max_idle_per_backend: l.max_idle_per_backend.unwrap_or(dl.max_idle_per_backend),
         };
 
@@ -414,7 +435,10 @@ impl RawConfig {
             .collect();
         entries.sort_by_key(|(span, _, _)| span.start);
         if entries.is_empty() {
-            return Err((0..0, "the host table is empty: add at least one `\"host\" = [\"ip:port\"]`".into()));
+            return Err((
+                0..0,
+                "the host table is empty: add at least one `\"host\" = [\"ip:port\"]`".into(),
+            ));
         }
         let mut seen: HashMap<String, String> = HashMap::new();
         let mut hosts = Vec::with_capacity(entries.len());
@@ -422,7 +446,10 @@ impl RawConfig {
             let (name, port) = parse_host_key(&key).ok_or_else(|| {
                 (
                     key_span.clone(),
-                    format!("bad host name `{}`: expected a name or IP, optionally with :PORT", key),
+                    format!(
+                        "bad host name `{}`: expected a name or IP, optionally with :PORT",
+                        key
+                    ),
                 )
             })?;
             let balance = match &raw.balance {
@@ -430,7 +457,11 @@ impl RawConfig {
                 Some(b) => Balance::from_name(b.get_ref()).ok_or_else(|| {
                     (
                         b.span(),
-                        format!("unknown balance `{}`: expected one of {}", b.get_ref(), Balance::NAMES.join(", ")),
+                        format!(
+                            "unknown balance `{}`: expected one of {}",
+                            b.get_ref(),
+                            Balance::NAMES.join(", ")
+                        ),
                     )
                 })?,
             };
@@ -449,7 +480,11 @@ impl RawConfig {
             }
             let list = raw.backends.get_ref();
             if list.is_empty() {
-                let span = if raw.backends.span().is_empty() { key_span } else { raw.backends.span() };
+                let span = if raw.backends.span().is_empty() {
+                    key_span
+                } else {
+                    raw.backends.span()
+                };
                 return Err((span, format!("host `{}` has no backends", host.key())));
             }
             let mut backends = Vec::with_capacity(list.len());
@@ -461,7 +496,10 @@ impl RawConfig {
                     )
                 })?;
                 if backends.contains(&addr) {
-                    return Err((b.span(), format!("backend `{addr}` is listed twice for host `{}`", host.key())));
+                    return Err((
+                        b.span(),
+                        format!("backend `{addr}` is listed twice for host `{}`", host.key()),
+                    ));
                 }
                 backends.push(addr);
             }
@@ -497,15 +535,26 @@ fn key_span(text: &str, key: &str) -> Range<usize> {
     0..0
 }
 
-fn positive(v: &Option<Spanned<DurationValue>>, default: Duration, name: &str) -> Result<Duration, Invalid> {
+fn positive(
+    v: &Option<Spanned<DurationValue>>,
+    default: Duration,
+    name: &str,
+) -> Result<Duration, Invalid> {
     match v {
         None => Ok(default),
-        Some(s) if s.get_ref().0.is_zero() => Err((s.span(), format!("{name} must be greater than zero"))),
+        Some(s) if s.get_ref().0.is_zero() => {
+            Err((s.span(), format!("{name} must be greater than zero")))
+        }
         Some(s) => Ok(s.get_ref().0),
     }
 }
 
-fn at_least(v: &Option<Spanned<usize>>, default: usize, min: usize, name: &str) -> Result<usize, Invalid> {
+fn at_least(
+    v: &Option<Spanned<usize>>,
+    default: usize,
+    min: usize,
+    name: &str,
+) -> Result<usize, Invalid> {
     match v {
         None => Ok(default),
         Some(s) if *s.get_ref() < min => Err((s.span(), format!("{name} must be at least {min}"))),
@@ -559,23 +608,62 @@ balance = "random"
     #[test]
     fn errors_name_line_and_problem() {
         let cases = [
-            ("[hosts]\n\"a\" = [\"1.2.3\"]\n", "t.toml:2:8: bad backend address `1.2.3`"),
-            ("[hosts]\n\"a\" = []\n", "t.toml:2:1: host `a` has no backends"),
-            ("[hosts]\n\"a\" = [\"1.1.1.1\"]\n\"A\" = [\"1.1.1.2\"]\n", "t.toml:3:1: duplicate host `A`"),
-            ("bogus = 1\n[hosts]\n\"a\" = [\"1.1.1.1\"]\n", "t.toml:1:1: unknown field `bogus`"),
-            ("[hosts.\"a\"]\nbackends = [\"1.1.1.1\"]\nbalance = \"fastest\"\n", "t.toml:3:11: unknown balance `fastest`: expected one of round-robin, random"),
-            ("listen = \"nope\"\n[hosts]\n\"a\" = [\"1.1.1.1\"]\n", "t.toml:1:10: bad listen address `nope`"),
-            ("[timeouts]\nconnect = \"5 parsecs\"\n[hosts]\n\"a\" = [\"1.1.1.1\"]\n", "t.toml:2:11: bad duration"),
+            (
+                "[hosts]\n\"a\" = [\"1.2.3\"]\n",
+                "t.toml:2:8: bad backend address `1.2.3`",
+            ),
+            (
+                "[hosts]\n\"a\" = []\n",
+                "t.toml:2:1: host `a` has no backends",
+            ),
+            (
+                "[hosts]\n\"a\" = [\"1.1.1.1\"]\n\"A\" = [\"1.1.1.2\"]\n",
+                "t.toml:3:1: duplicate host `A`",
+            ),
+            (
+                "bogus = 1\n[hosts]\n\"a\" = [\"1.1.1.1\"]\n",
+                "t.toml:1:1: unknown field `bogus`",
+            ),
+            (
+                "[hosts.\"a\"]\nbackends = [\"1.1.1.1\"]\nbalance = \"fastest\"\n",
+                "t.toml:3:11: unknown balance `fastest`: expected one of round-robin, random",
+            ),
+            (
+                "listen = \"nope\"\n[hosts]\n\"a\" = [\"1.1.1.1\"]\n",
+                "t.toml:1:10: bad listen address `nope`",
+            ),
+            (
+                "[timeouts]\nconnect = \"5 parsecs\"\n[hosts]\n\"a\" = [\"1.1.1.1\"]\n",
+                "t.toml:2:11: bad duration",
+            ),
             ("[hosts]\n", "t.toml:1:1: the host table is empty"),
-            ("[hosts.\"a\"]\nbackends = []\n", "t.toml:2:12: host `a` has no backends"),
-            ("[hosts.\"a\"]\nbackends = [\"x\"]\n", "t.toml:2:13: bad backend address `x`"),
-            ("[hosts.\"a b\"]\nbackends = [\"1.1.1.1\"]\n", "t.toml:1:8: bad host name `a b`"),
-            ("listen = \"127.0.0.1:1\"\n", "t.toml:1:1: the host table is empty"),
-            ("[hosts]\n\"a\" = [\"1.1.1.1\", \"1.1.1.1:80\"]\n", "t.toml:2:19: backend `1.1.1.1:80` is listed twice"),
+            (
+                "[hosts.\"a\"]\nbackends = []\n",
+                "t.toml:2:12: host `a` has no backends",
+            ),
+            (
+                "[hosts.\"a\"]\nbackends = [\"x\"]\n",
+                "t.toml:2:13: bad backend address `x`",
+            ),
+            (
+                "[hosts.\"a b\"]\nbackends = [\"1.1.1.1\"]\n",
+                "t.toml:1:8: bad host name `a b`",
+            ),
+            (
+                "listen = \"127.0.0.1:1\"\n",
+                "t.toml:1:1: the host table is empty",
+            ),
+            (
+                "[hosts]\n\"a\" = [\"1.1.1.1\", \"1.1.1.1:80\"]\n",
+                "t.toml:2:19: backend `1.1.1.1:80` is listed twice",
+            ),
         ];
         for (text, want) in cases {
             let got = parse(text).unwrap_err();
-            assert!(got.starts_with(want), "for {text:?}\n got: {got}\nwant: {want}");
+            assert!(
+                got.starts_with(want),
+                "for {text:?}\n got: {got}\nwant: {want}"
+            );
         }
     }
 

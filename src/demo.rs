@@ -31,7 +31,11 @@ pub async fn spawn_backends(n: usize) -> std::io::Result<Vec<SocketAddr>> {
 async fn serve_backend(listener: TcpListener, id: usize) {
     while let Ok((stream, _)) = listener.accept().await {
         let service = service_fn(move |req: Request<Incoming>| async move {
-            let text = format!("demo backend {id} answered {} {}\n", req.method(), req.uri());
+            let text = format!(
+                "demo backend {id} answered {} {}\n",
+                req.method(),
+                req.uri()
+            );
             let mut resp = Response::new(ProxyBody::page(text));
             resp.headers_mut()
                 .insert("content-type", http::HeaderValue::from_static("text/plain"));

@@ -62,7 +62,9 @@ impl ProxyError {
             ProxyError::UnknownHost(_) | ProxyError::ConnectRefused => StatusCode::FORBIDDEN,
             ProxyError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::Connect { .. } | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
-            ProxyError::ConnectTimeout(_) | ProxyError::ResponseTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::ConnectTimeout(_) | ProxyError::ResponseTimeout(_) => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
         }
     }
 
@@ -106,8 +108,10 @@ impl ProxyError {
         let status = self.status();
         let mut resp = page(status, &self.to_string());
         if close || self.closes_connection() {
-            resp.headers_mut()
-                .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+            resp.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
         }
         resp
     }
@@ -115,7 +119,11 @@ impl ProxyError {
 
 /// A small HTML page for `status` with `message` in it (HTML-escaped).
 pub fn page(status: StatusCode, message: &str) -> http::Response<crate::body::ProxyBody> {
-    let title = format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or(""));
+    let title = format!(
+        "{} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
     let body = format!(
         "<!DOCTYPE html>\n<html><head><title>{title}</title></head>\n<body><h1>{title}</h1>\n<p>{}</p>\n<hr><address>relevo</address></body></html>\n",
         escape_html(message)

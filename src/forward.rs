@@ -35,7 +35,9 @@ pub fn request<B>(req: Request<B>, target: &Target, client: SocketAddr) -> Reque
         .any(|v| has_token(v, "trailers"));
     parts.headers.remove(header::TE);
     if wants_trailers {
-        parts.headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        parts
+            .headers
+            .insert(header::TE, HeaderValue::from_static("trailers"));
     }
     // relevo answers `Expect: 100-continue` itself when it starts reading the body.
     parts.headers.remove(header::EXPECT);
@@ -50,7 +52,11 @@ pub fn request<B>(req: Request<B>, target: &Target, client: SocketAddr) -> Reque
     if let Ok(host) = HeaderValue::from_str(target.authority.as_str()) {
         parts.headers.insert(header::HOST, host);
     }
-    append(&mut parts.headers, HeaderName::from_static("x-forwarded-for"), &client.ip().to_string());
+    append(
+        &mut parts.headers,
+        HeaderName::from_static("x-forwarded-for"),
+        &client.ip().to_string(),
+    );
     append(&mut parts.headers, header::VIA, via(received));
     Request::from_parts(parts, body)
 }
@@ -64,6 +70,9 @@ pub fn response<B>(resp: Response<B>) -> Response<B> {
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::TE);
     append(&mut parts.headers, header::VIA, via(received));
+    // The client hop speaks relevo's version, whatever the backend spoke: hyper frames
+    // the body for the client (chunked to 1.1, close-delimited to 1.0) from this.
+    parts.version = Version::HTTP_11;
     Response::from_parts(parts, body)
 }
 
@@ -107,8 +116,13 @@ fn append(headers: &mut HeaderMap, name: HeaderName, value: &str) {
 
 fn has_token(value: &HeaderValue, token: &str) -> bool {
     value.to_str().is_ok_and(|s| {
-        s.split(',')
-            .any(|t| t.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case(token))
+        s.split(',').any(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case(token)
+        })
     })
 }
 
@@ -119,7 +133,10 @@ mod tests {
     #[test]
     fn strips_connection_named_and_fixed_fields() {
         let mut h = HeaderMap::new();
-        h.insert("connection", HeaderValue::from_static("close, X-Secret , keep-alive"));
+        h.insert(
+            "connection",
+            HeaderValue::from_static("close, X-Secret , keep-alive"),
+        );
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
@@ -134,7 +151,11 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
         h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.2"));
-        append(&mut h, HeaderName::from_static("x-forwarded-for"), "127.0.0.1");
+        append(
+            &mut h,
+            HeaderName::from_static("x-forwarded-for"),
+            "127.0.0.1",
+        );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 127.0.0.1");
     }
 }

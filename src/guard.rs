@@ -20,11 +20,54 @@ const VERSION_NOT_SUPPORTED: &[u8] = b"HTTP/1.1 505 HTTP Version Not Supported\r
 /// are left to hyper, which applies its own limits.
 const SCREEN_BYTES: usize = 8192;
 
+/// How long a closing connection keeps reading what the client still sends.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+/// How much a closing connection reads before giving up on a graceful close.
+const LINGER_BYTES: usize = 256 * 1024;
+
 /// A client stream with the bytes the screen already read put back in front.
+///
+/// When dropped, it closes gracefully ("lingering close", RFC 9112 §9.6): closing a
+/// socket with unread input makes the kernel send a reset, which can destroy the
+/// response (a 400 or 431, say) before the client has read it. So the write side is
+/// shut and the input is read and discarded for a short while first.
 #[derive(Debug)]
 pub struct Screened {
     prefix: BytesMut,
-    stream: TcpStream,
+    stream: Option<TcpStream>,
+}
+
+impl Drop for Screened {
+    fn drop(&mut self) {
+        if let Some(stream) = self.stream.take() {
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(linger(stream));
+            }
+        }
+    }
+}
+
+async fn linger(mut stream: TcpStream) {
+    let _ = tokio::time::timeout(LINGER_TIME, async {
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        let mut total = 0;
+        while total < LINGER_BYTES {
+            match stream.read(&mut sink).await? {
+                0 => break,
+                n => total += n,
+            }
+        }
+        io::Result::Ok(())
+    })
+    .await;
+}
+
+impl Screened {
+    fn stream(&mut self) -> Pin<&mut TcpStream> {
+        // `stream` is only taken in `drop`, so it is always here while in use.
+        Pin::new(self.stream.as_mut().expect("stream present until drop"))
+    }
 }
 
 /// Reads the first request line (within `timeout`) and answers 505 if it names an HTTP
@@ -49,19 +92,14 @@ pub async fn screen(mut stream: TcpStream, timeout: Duration) -> Option<Screened
         return None;
     }
     if foreign_major_version(&prefix) {
-        let _ = tokio::time::timeout(Duration::from_secs(1), async {
-            stream.write_all(VERSION_NOT_SUPPORTED).await?;
-            stream.shutdown().await?;
-            // Reading what is left keeps the kernel from answering with a reset that
-            // could destroy the 505 before the client reads it.
-            let mut sink = [0u8; 4096];
-            while stream.read(&mut sink).await? > 0 {}
-            io::Result::Ok(())
-        })
-        .await;
+        let _ = tokio::time::timeout(LINGER_TIME, stream.write_all(VERSION_NOT_SUPPORTED)).await;
+        linger(stream).await;
         return None;
     }
-    Some(Screened { prefix, stream })
+    Some(Screened {
+        prefix,
+        stream: Some(stream),
+    })
 }
 
 /// True for a request line ending in `HTTP/<d>.<d>` where the major digit is not 1.
@@ -82,20 +120,28 @@ fn foreign_major_version(buf: &[u8]) -> bool {
 }
 
 impl AsyncRead for Screened {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         if !self.prefix.is_empty() {
             let n = self.prefix.len().min(buf.remaining());
             buf.put_slice(&self.prefix[..n]);
             self.prefix.advance(n);
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        self.stream().poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for Screened {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.stream().poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -103,19 +149,19 @@ impl AsyncWrite for Screened {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        self.stream().poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+        self.stream.as_ref().is_some_and(|s| s.is_write_vectored())
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        self.stream().poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
+        self.stream().poll_shutdown(cx)
     }
 }
 

@@ -55,7 +55,11 @@ fn main() -> ExitCode {
         Command::Check { config } => match Config::load(&config) {
             Ok(c) => {
                 let backends: usize = c.hosts.iter().map(|h| h.backends.len()).sum();
-                println!("{}: ok ({} hosts, {backends} backends)", config.display(), c.hosts.len());
+                println!(
+                    "{}: ok ({} hosts, {backends} backends)",
+                    config.display(),
+                    c.hosts.len()
+                );
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -63,7 +67,10 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
-        Command::Run { config: path, threads } => {
+        Command::Run {
+            config: path,
+            threads,
+        } => {
             let config = match Config::load(&path) {
                 Ok(c) => c,
                 Err(e) => {
@@ -108,11 +115,17 @@ fn init_logging(default_level: &str) {
         .init();
 }
 
-fn run_blocking(threads: Option<usize>, fut: impl std::future::Future<Output = ExitCode>) -> ExitCode {
-    let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+fn run_blocking(
+    threads: Option<usize>,
+    fut: impl std::future::Future<Output = ExitCode>,
+) -> ExitCode {
+    let threads =
+        threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     // One thread: a current-thread runtime has no cross-thread wake-ups to pay for.
     let runtime = if threads <= 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
     } else {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
@@ -140,7 +153,12 @@ async fn serve(config: Config, path: Option<PathBuf>) -> ExitCode {
     info!("listening on {addr}");
     for h in &config.hosts {
         let list: Vec<String> = h.backends.iter().map(|b| b.to_string()).collect();
-        info!("host {} -> [{}] ({:?})", h.key(), list.join(", "), h.balance);
+        info!(
+            "host {} -> [{}] ({:?})",
+            h.key(),
+            list.join(", "),
+            h.balance
+        );
     }
     let state = server.state();
     tokio::spawn(reload_on_sighup(state, path));
@@ -151,7 +169,10 @@ async fn serve(config: Config, path: Option<PathBuf>) -> ExitCode {
 #[cfg(unix)]
 async fn stop_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         error!("cannot install signal handlers; stop with SIGKILL");
         return std::future::pending().await;
     };
@@ -162,7 +183,10 @@ async fn stop_signal() {
 }
 
 #[cfg(unix)]
-async fn reload_on_sighup(state: std::sync::Arc<arc_swap::ArcSwap<relevo::state::State>>, path: Option<PathBuf>) {
+async fn reload_on_sighup(
+    state: std::sync::Arc<arc_swap::ArcSwap<relevo::state::State>>,
+    path: Option<PathBuf>,
+) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         return;

@@ -77,7 +77,11 @@ pub struct PooledConn {
 }
 
 impl PooledConn {
-    pub(crate) fn new(sender: SendRequest<UpstreamBody>, backend: Arc<Backend>, reused: bool) -> Self {
+    pub(crate) fn new(
+        sender: SendRequest<UpstreamBody>,
+        backend: Arc<Backend>,
+        reused: bool,
+    ) -> Self {
         PooledConn {
             sender,
             backend,

@@ -66,7 +66,10 @@ async fn proxy(
     let target = router::target(&req)?;
     let site = state.router.route(&target);
     if let Some(log) = log.as_deref_mut() {
-        log.host = Some(site.as_ref().map_or_else(|_| target.authority.to_string(), |s| s.key.clone()));
+        log.host = Some(
+            site.as_ref()
+                .map_or_else(|_| target.authority.to_string(), |s| s.key.clone()),
+        );
     }
     let site = site?;
     let limit = site.max_body_bytes;

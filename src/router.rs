@@ -143,11 +143,26 @@ mod tests {
     fn host_header_rules() {
         assert_eq!(target(&req("/", &["a.test."])).unwrap().host, "a.test");
         assert_eq!(target(&req("/", &["[::1]:80"])).unwrap().host, "::1");
-        assert!(matches!(target(&req("/", &[])), Err(ProxyError::MissingHost)));
-        assert!(matches!(target(&req("/", &["a", "b"])), Err(ProxyError::BadHost(_))));
-        assert!(matches!(target(&req("/", &["u@a"])), Err(ProxyError::BadHost(_))));
-        assert!(matches!(target(&req("/", &["a:"])), Err(ProxyError::BadHost(_))));
-        assert!(matches!(target(&req("/", &["a/b"])), Err(ProxyError::BadHost(_))));
+        assert!(matches!(
+            target(&req("/", &[])),
+            Err(ProxyError::MissingHost)
+        ));
+        assert!(matches!(
+            target(&req("/", &["a", "b"])),
+            Err(ProxyError::BadHost(_))
+        ));
+        assert!(matches!(
+            target(&req("/", &["u@a"])),
+            Err(ProxyError::BadHost(_))
+        ));
+        assert!(matches!(
+            target(&req("/", &["a:"])),
+            Err(ProxyError::BadHost(_))
+        ));
+        assert!(matches!(
+            target(&req("/", &["a/b"])),
+            Err(ProxyError::BadHost(_))
+        ));
         assert!(matches!(
             target(&req("https://a/", &[])),
             Err(ProxyError::UnsupportedScheme(_))

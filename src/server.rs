@@ -39,7 +39,11 @@ impl Server {
     /// Binds the configured listen address.
     pub fn bind(config: Config) -> io::Result<Server> {
         let addr = config.listen;
-        let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
         // A restarted proxy must get its port back while old connections sit in TIME_WAIT.
         socket.set_reuseaddr(true)?;
         socket.bind(addr)?;
@@ -99,7 +103,6 @@ impl Server {
                     .header_read_timeout(config.timeouts.client_header)
                     .max_buf_size(config.limits.max_header_bytes)
                     .max_headers(config.limits.max_headers)
-                    .pipeline_flush(true)
                     .serve_connection(TokioIo::new(io), service);
                 if let Err(e) = watcher.watch(conn).await {
                     debug!(client = %peer, "connection ended: {e}");

@@ -48,7 +48,10 @@ impl Backend {
     }
 
     /// A ready connection: a pooled one if any is still open, else a new one.
-    pub async fn checkout(self: &Arc<Self>, connect_timeout: Duration) -> Result<PooledConn, ProxyError> {
+    pub async fn checkout(
+        self: &Arc<Self>,
+        connect_timeout: Duration,
+    ) -> Result<PooledConn, ProxyError> {
         while let Some(mut sender) = self.pool.take() {
             // The previous exchange finished, so readiness is immediate unless the
             // backend closed the connection meanwhile; then look further.
@@ -60,7 +63,10 @@ impl Backend {
     }
 
     /// Opens a new connection, bypassing the pool (used after a pooled one failed).
-    pub async fn connect(self: &Arc<Self>, connect_timeout: Duration) -> Result<PooledConn, ProxyError> {
+    pub async fn connect(
+        self: &Arc<Self>,
+        connect_timeout: Duration,
+    ) -> Result<PooledConn, ProxyError> {
         let addr = self.addr;
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
         let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {

@@ -1,0 +1,292 @@
+//! Test harness: relevo on an ephemeral port, real backends, raw and real clients.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use relevo::config::{Balance, Config, HostConfig};
+use relevo::Server;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+/// Upper bound for anything a test waits on.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A host-table entry with default options.
+pub fn host(name: &str, backends: &[SocketAddr]) -> HostConfig {
+    HostConfig {
+        name: name.into(),
+        port: None,
+        backends: backends.to_vec(),
+        balance: Balance::RoundRobin,
+        max_body_bytes: None,
+    }
+}
+
+/// relevo running in this process on an ephemeral port; stops when dropped.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// Starts relevo with `hosts`, after `tweak` adjusts the configuration.
+pub fn start_proxy(hosts: Vec<HostConfig>, tweak: impl FnOnce(&mut Config)) -> Proxy {
+    let mut config = Config::with_hosts("127.0.0.1:0".parse().unwrap(), hosts);
+    config.timeouts.shutdown = Duration::from_millis(100);
+    tweak(&mut config);
+    let server = Server::bind(config).expect("bind");
+    let addr = server.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(server.run(async {
+        let _ = rx.await;
+    }));
+    Proxy {
+        addr,
+        stop: Some(tx),
+    }
+}
+
+/// What a backend saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub uri: String,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+/// A real HTTP/1.1 backend (hyper) that records what it receives.
+///
+/// Paths change its answer: `/slow` waits 3 s, `/chunked` streams a chunked body,
+/// `/hop` adds hop-by-hop fields, `/big?N` streams N bytes, anything else answers with
+/// the backend's name.
+#[derive(Clone)]
+pub struct Backend {
+    pub addr: SocketAddr,
+    pub name: String,
+    pub connections: Arc<AtomicUsize>,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Backend {
+    pub fn requests(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+    pub fn last(&self) -> Seen {
+        self.seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("backend saw no request")
+    }
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+pub async fn backend(name: &str) -> Backend {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let b = Backend {
+        addr: listener.local_addr().unwrap(),
+        name: name.to_string(),
+        connections: Arc::new(AtomicUsize::new(0)),
+        seen: Arc::new(Mutex::new(Vec::new())),
+    };
+    let shared = b.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            shared.connections.fetch_add(1, Ordering::SeqCst);
+            let b = shared.clone();
+            let service = service_fn(move |req| answer(b.clone(), req));
+            tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+        }
+    });
+    b
+}
+
+type TestBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+fn full(s: impl Into<Bytes>) -> TestBody {
+    http_body_util::Full::new(s.into()).boxed()
+}
+
+async fn answer(b: Backend, req: Request<Incoming>) -> Result<Response<TestBody>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes().to_vec())
+        .unwrap_or_default();
+    let body_len = body.len();
+    b.seen.lock().unwrap().push(Seen {
+        method: parts.method.to_string(),
+        uri: parts.uri.to_string(),
+        version: parts.version,
+        headers: parts.headers.clone(),
+        body,
+    });
+    let path = parts.uri.path();
+    let mut resp = Response::new(full(b.name.clone()));
+    match path {
+        "/slow" => tokio::time::sleep(Duration::from_secs(3)).await,
+        "/chunked" => {
+            let chunks = ["alpha-", "beta-", "gamma"].map(|c| Ok(Frame::data(Bytes::from(c))));
+            resp = Response::new(StreamBody::new(tokio_stream::iter(chunks)).boxed());
+        }
+        "/hop" => {
+            let h = resp.headers_mut();
+            h.insert("connection", "x-private".parse().unwrap());
+            h.insert("x-private", "secret".parse().unwrap());
+            h.insert("keep-alive", "timeout=5".parse().unwrap());
+            h.insert("x-public", "ok".parse().unwrap());
+        }
+        "/echo-length" => resp = Response::new(full(body_len.to_string())),
+        "/big" => {
+            let n: u64 = parts.uri.query().and_then(|q| q.parse().ok()).unwrap_or(0);
+            resp = Response::new(big_body(n));
+        }
+        "/status" => {
+            let code: u16 = parts
+                .uri
+                .query()
+                .and_then(|q| q.parse().ok())
+                .unwrap_or(200);
+            *resp.status_mut() = StatusCode::from_u16(code).unwrap();
+        }
+        _ => {}
+    }
+    Ok(resp)
+}
+
+/// A body of `n` bytes made on the fly, 64 KiB at a time, with no length announced.
+fn big_body(n: u64) -> TestBody {
+    let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+    let stream = tokio_stream::iter((0..n.div_ceil(chunk.len() as u64)).map(move |i| {
+        let left = n - i * chunk.len() as u64;
+        Ok(Frame::data(
+            chunk.slice(..(left.min(chunk.len() as u64) as usize)),
+        ))
+    }));
+    StreamBody::new(stream).boxed()
+}
+
+/// A backend address nothing listens on.
+pub async fn dead_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap()
+}
+
+/// Writes `bytes`, then reads until the proxy closes the connection.
+pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut out))
+        .await
+        .expect("proxy did not close the connection");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// One response read off a stream: status, lower-cased head, body.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<String> {
+        let prefix = format!("{}:", name.to_ascii_lowercase());
+        self.head
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with(&prefix))
+            .map(|l| l[prefix.len()..].trim().to_string())
+    }
+}
+
+/// Reads exactly one response framed by Content-Length or chunked encoding.
+pub async fn read_reply(r: &mut BufReader<TcpStream>) -> Reply {
+    tokio::time::timeout(WAIT, read_reply_inner(r))
+        .await
+        .expect("no reply in time")
+}
+
+async fn read_reply_inner(r: &mut BufReader<TcpStream>) -> Reply {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            r.read_line(&mut line).await.unwrap() > 0,
+            "connection closed mid-head: {head}"
+        );
+        if line == "\r\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    let status = head[9..12].parse().unwrap();
+    let reply = Reply {
+        status,
+        head: head.clone(),
+        body: String::new(),
+    };
+    let mut body = Vec::new();
+    if let Some(len) = reply.header("content-length") {
+        body.resize(len.parse().unwrap(), 0);
+        r.read_exact(&mut body).await.unwrap();
+    } else if reply.header("transfer-encoding").is_some() {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size).await.unwrap();
+            let n = usize::from_str_radix(size.trim(), 16).unwrap();
+            let mut chunk = vec![0; n + 2];
+            r.read_exact(&mut chunk).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    }
+    Reply {
+        body: String::from_utf8_lossy(&body).into_owned(),
+        ..reply
+    }
+}
+
+/// A connection to the proxy for several exchanges.
+pub async fn connect(addr: SocketAddr) -> BufReader<TcpStream> {
+    BufReader::new(TcpStream::connect(addr).await.unwrap())
+}
+
+pub async fn send(r: &mut BufReader<TcpStream>, bytes: &[u8]) {
+    r.get_mut().write_all(bytes).await.unwrap();
+}
+
+/// Parses the first response in `text` (as read by `raw`).
+pub fn status_of(text: &str) -> u16 {
+    text.get(9..12)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not a response: {text:?}"))
+}
