@@ -93,7 +93,7 @@ fn main() -> ExitCode {
                     }
                 };
                 for (i, b) in backends.iter().enumerate() {
-                    info!("demo backend {} listening on {b}", i + 1);
+                    info!("demo backend {} at {b}", i + 1);
                 }
                 eprintln!(
                     "\ntry:\n  curl -x http://{listen} http://{host}/\n  curl -H 'Host: {host}' http://{listen}/\n  curl -H 'Host: unknown.test' http://{listen}/   # 403\n",

@@ -1,0 +1,303 @@
+//! The `relevo` binary as a user runs it: check, run, demo, signals, logs, memory.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_relevo");
+
+/// A relevo process; killed when dropped.
+struct Running {
+    child: Child,
+    addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Running {
+    fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+    fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill").args([sig, &self.pid().to_string()]).status().unwrap();
+        assert!(ok.success());
+    }
+    /// Waits until a log line contains `needle`.
+    async fn wait_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(l) = self.log.lock().unwrap().iter().find(|l| l.contains(needle)) {
+                return l.clone();
+            }
+            assert!(Instant::now() < deadline, "no log line with {needle:?}: {:?}", self.log.lock().unwrap());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    /// Peak resident memory of the process, in KiB.
+    fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+}
+
+/// Starts `relevo ARGS...` and waits for its "listening on" line.
+async fn spawn(args: &[&str], dir: Option<tempfile::TempDir>) -> Running {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let addr = tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            log.lock().unwrap().push(line.clone());
+            if let Some(a) = line.split("listening on ").nth(1) {
+                return a.trim().parse::<SocketAddr>().unwrap();
+            }
+        }
+        panic!("relevo exited: {:?}", log.lock().unwrap());
+    })
+    .await
+    .expect("relevo did not start listening");
+    // Keep draining stderr so a full pipe never blocks the proxy.
+    let sink = log.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    Running { child, addr, log, _dir: dir }
+}
+
+fn write_config(text: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relevo.toml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path.to_string_lossy().into_owned())
+}
+
+async fn run_with(text: &str) -> (Running, String) {
+    let (dir, path) = write_config(text);
+    let r = spawn(&["run", "--config", &path, "--threads", "2"], Some(dir)).await;
+    (r, path)
+}
+
+async fn get(addr: SocketAddr, host: &str, path: &str) -> Reply {
+    let mut c = connect(addr).await;
+    send(&mut c, format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes()).await;
+    read_reply(&mut c).await
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let out = std::process::Command::new(BIN).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for cmd in ["run", "check", "demo"] {
+        assert!(text.contains(cmd), "{text}");
+    }
+}
+
+#[test]
+fn check_accepts_the_lab_table() {
+    let (_dir, path) = write_config(
+        "listen = \"127.0.0.1:8080\"\n\n[hosts]\n\"app.test\"  = [\"127.0.0.1:19101\", \"127.0.0.1:19102\"]\n\"solo.test\" = [\"127.0.0.1:19103\"]\n\"legacy.test\" = [\"127.0.0.1\"]                # port 80 when omitted\n",
+    );
+    let out = std::process::Command::new(BIN).args(["check", "--config", &path]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (3 hosts, 4 backends)"));
+}
+
+#[test]
+fn check_and_run_reject_a_bad_file_with_line_and_exit_2() {
+    let (_dir, path) = write_config("[hosts]\n\"app.test\" = [\"127.0.0.1:19101\"]\n\"b.test\" = [\"300.1.1.1\"]\n");
+    for cmd in ["check", "run"] {
+        let out = std::process::Command::new(BIN).args([cmd, "--config", &path]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{cmd}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&format!("{path}:3:")) && err.contains("bad backend address `300.1.1.1`"), "{err}");
+    }
+    let out = std::process::Command::new(BIN).args(["check", "--config", "/nonexistent.toml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_shows_round_robin_over_three_backends() {
+    let r = spawn(&["demo", "--listen", "127.0.0.1:0"], None).await;
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let reply = get(r.addr, "demo.test", "/").await;
+        assert_eq!(reply.status, 200);
+        seen.push(reply.body);
+    }
+    seen.sort();
+    assert!(seen[0].starts_with("demo backend 1") && seen[2].starts_with("demo backend 3"), "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_has_one_line_per_request() {
+    let b = backend("b1").await;
+    let (r, _) = run_with(&format!("listen = \"127.0.0.1:0\"\n[hosts]\n\"app.test\" = [\"{}\"]\n", b.addr)).await;
+    assert_eq!(get(r.addr, "app.test", "/logged?x=1").await.status, 200);
+    let line = r.wait_log("target=/logged?x=1").await;
+    for field in ["client=127.0.0.1:", "host=\"app.test\"", "method=GET", "status=200", "bytes=2", "ms="] {
+        assert!(line.contains(field), "{field} missing in {line}");
+    }
+    assert!(line.contains(&format!("backend={}", b.addr)), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_host_table_without_dropping_connections() {
+    let (b1, b2) = (backend("one").await, backend("two").await);
+    let (r, path) = run_with(&format!("listen = \"127.0.0.1:0\"\n[hosts]\n\"app.test\" = [\"{}\"]\n", b1.addr)).await;
+    let mut c = connect(r.addr).await;
+    send(&mut c, b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n").await;
+    assert_eq!(read_reply(&mut c).await.body, "one");
+
+    std::fs::write(&path, format!("listen = \"127.0.0.1:0\"\n[hosts]\n\"app.test\" = [\"{}\"]\n\"new.test\" = [\"{}\"]\n", b2.addr, b2.addr)).unwrap();
+    r.signal("-HUP");
+    r.wait_log("reloaded").await;
+    // The same client connection now reaches the new table.
+    send(&mut c, b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n").await;
+    assert_eq!(read_reply(&mut c).await.body, "two");
+    send(&mut c, b"GET / HTTP/1.1\r\nHost: new.test\r\n\r\n").await;
+    assert_eq!(read_reply(&mut c).await.status, 200);
+
+    // A broken file is refused and the running table stays.
+    std::fs::write(&path, "[hosts]\n\"app.test\" = []\n").unwrap();
+    r.signal("-HUP");
+    r.wait_log("keeping the running configuration").await;
+    send(&mut c, b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n").await;
+    assert_eq!(read_reply(&mut c).await.body, "two");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_requests_then_exits_0() {
+    let b = backend("b1").await;
+    let (mut r, _) = run_with(&format!("listen = \"127.0.0.1:0\"\n[hosts]\n\"app.test\" = [\"{}\"]\n", b.addr)).await;
+    let mut c = connect(r.addr).await;
+    send(&mut c, b"GET /slow HTTP/1.1\r\nHost: app.test\r\n\r\n").await;
+    // Wait until the backend has the request, then ask relevo to stop.
+    let deadline = Instant::now() + WAIT;
+    while b.requests() == 0 {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    r.signal("-TERM");
+    r.wait_log("SIGTERM").await;
+    // New connections are refused once the listener is closed...
+    let deadline = Instant::now() + WAIT;
+    while TcpStream::connect(r.addr).await.is_ok() {
+        assert!(Instant::now() < deadline, "still accepting after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // ...while the request in flight completes.
+    let reply = read_reply(&mut c).await;
+    assert_eq!(reply.status, 200);
+    let status = tokio::time::timeout(WAIT, r.child.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+/// 1 GiB each way through relevo: memory stays flat because bodies stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_gib_each_way_with_flat_memory() {
+    const GIB: u64 = 1 << 30;
+    let b = backend("b1").await;
+    let (r, _) = run_with(&format!("listen = \"127.0.0.1:0\"\naccess_log = false\n[hosts]\n\"app.test\" = [\"{}\"]\n", b.addr)).await;
+
+    // Download: the backend streams 1 GiB without a length; the client counts it.
+    let mut s = TcpStream::connect(r.addr).await.unwrap();
+    s.write_all(format!("GET /big?{GIB} HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut total = 0u64;
+    let mut buf = vec![0u8; 256 * 1024];
+    let read = async {
+        loop {
+            let n = s.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), read).await.expect("download too slow");
+    assert!(total > GIB, "got {total} bytes");
+
+    // Upload: 1 GiB with Content-Length; the backend answers with the length it read.
+    // (The test backend itself collects the body, so it is sent to /echo-length on a
+    // raw backend that only counts.)
+    let counter = counting_backend().await;
+    let (r2, _) = run_with(&format!("listen = \"127.0.0.1:0\"\naccess_log = false\n[hosts]\n\"app.test\" = [\"{counter}\"]\n")).await;
+    let mut s = TcpStream::connect(r2.addr).await.unwrap();
+    s.write_all(format!("POST /up HTTP/1.1\r\nHost: app.test\r\nContent-Length: {GIB}\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let chunk = vec![b'u'; 256 * 1024];
+    let upload = async {
+        for _ in 0..(GIB / chunk.len() as u64) {
+            s.write_all(&chunk).await.unwrap();
+        }
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    let out = tokio::time::timeout(Duration::from_secs(120), upload).await.expect("upload too slow");
+    assert!(out.ends_with(&GIB.to_string()), "{out}");
+
+    for (what, proc_) in [("download", &r), ("upload", &r2)] {
+        let peak = proc_.peak_rss_kib();
+        eprintln!("{what}: relevo peak RSS {peak} KiB");
+        assert!(peak < 64 * 1024, "{what}: relevo peaked at {peak} KiB for a 1 GiB body");
+    }
+}
+
+/// A raw backend that reads a Content-Length body, counting it, and answers the count.
+async fn counting_backend() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut r = BufReader::new(s);
+                let mut len = 0u64;
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap();
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut buf = vec![0u8; 256 * 1024];
+                let mut got = 0u64;
+                while got < len {
+                    let n = r.read(&mut buf).await.unwrap();
+                    assert!(n > 0);
+                    got += n as u64;
+                }
+                let body = got.to_string();
+                let resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+                let _ = r.get_mut().write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
