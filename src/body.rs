@@ -119,6 +119,8 @@ impl Drop for ProxyBody {
                 .fetch_sub(1, Ordering::Relaxed);
             if complete {
                 conn.release();
+            } else {
+                tracing::debug!(backend = %conn.backend().addr, failed = self.failed, "upstream connection not reused: body unfinished");
             }
         }
         if let Some(log) = self.log.take() {

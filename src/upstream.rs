@@ -13,6 +13,10 @@ use crate::body::UpstreamBody;
 use crate::error::ProxyError;
 use crate::pool::{Pool, PooledConn};
 
+/// Largest read buffer of an upstream connection, and so the largest response head a
+/// backend may send (nginx's default `proxy_buffer_size` is 4-8 KiB).
+const UPSTREAM_BUF_BYTES: usize = 32 * 1024;
+
 /// One backend server, shared by every site that lists it and kept across reloads.
 #[derive(Debug)]
 pub struct Backend {
@@ -77,6 +81,10 @@ impl Backend {
         // Small request heads must not wait for Nagle's delayed-ACK dance.
         let _ = stream.set_nodelay(true);
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            // Caps the adaptive read buffer (and so the largest response head): hyper's
+            // default lets it grow to ~400 KiB per connection on large bodies, which
+            // multiplies by the pool size.
+            .max_buf_size(UPSTREAM_BUF_BYTES)
             .handshake::<_, UpstreamBody>(TokioIo::new(stream))
             .await
             .map_err(|source| ProxyError::Upstream {

@@ -27,7 +27,10 @@ impl Running {
         self.child.id().expect("running")
     }
     fn signal(&self, sig: &str) {
-        let ok = std::process::Command::new("kill").args([sig, &self.pid().to_string()]).status().unwrap();
+        let ok = std::process::Command::new("kill")
+            .args([sig, &self.pid().to_string()])
+            .status()
+            .unwrap();
         assert!(ok.success());
     }
     /// Waits until a log line contains `needle`.
@@ -37,7 +40,11 @@ impl Running {
             if let Some(l) = self.log.lock().unwrap().iter().find(|l| l.contains(needle)) {
                 return l.clone();
             }
-            assert!(Instant::now() < deadline, "no log line with {needle:?}: {:?}", self.log.lock().unwrap());
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {needle:?}: {:?}",
+                self.log.lock().unwrap()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -79,7 +86,12 @@ async fn spawn(args: &[&str], dir: Option<tempfile::TempDir>) -> Running {
             sink.lock().unwrap().push(line);
         }
     });
-    Running { child, addr, log, _dir: dir }
+    Running {
+        child,
+        addr,
+        log,
+        _dir: dir,
+    }
 }
 
 fn write_config(text: &str) -> (tempfile::TempDir, String) {
@@ -97,13 +109,20 @@ async fn run_with(text: &str) -> (Running, String) {
 
 async fn get(addr: SocketAddr, host: &str, path: &str) -> Reply {
     let mut c = connect(addr).await;
-    send(&mut c, format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes()).await;
+    send(
+        &mut c,
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes(),
+    )
+    .await;
     read_reply(&mut c).await
 }
 
 #[test]
 fn help_lists_the_commands() {
-    let out = std::process::Command::new(BIN).arg("--help").output().unwrap();
+    let out = std::process::Command::new(BIN)
+        .arg("--help")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     for cmd in ["run", "check", "demo"] {
@@ -116,21 +135,39 @@ fn check_accepts_the_lab_table() {
     let (_dir, path) = write_config(
         "listen = \"127.0.0.1:8080\"\n\n[hosts]\n\"app.test\"  = [\"127.0.0.1:19101\", \"127.0.0.1:19102\"]\n\"solo.test\" = [\"127.0.0.1:19103\"]\n\"legacy.test\" = [\"127.0.0.1\"]                # port 80 when omitted\n",
     );
-    let out = std::process::Command::new(BIN).args(["check", "--config", &path]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(BIN)
+        .args(["check", "--config", &path])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok (3 hosts, 4 backends)"));
 }
 
 #[test]
 fn check_and_run_reject_a_bad_file_with_line_and_exit_2() {
-    let (_dir, path) = write_config("[hosts]\n\"app.test\" = [\"127.0.0.1:19101\"]\n\"b.test\" = [\"300.1.1.1\"]\n");
+    let (_dir, path) = write_config(
+        "[hosts]\n\"app.test\" = [\"127.0.0.1:19101\"]\n\"b.test\" = [\"300.1.1.1\"]\n",
+    );
     for cmd in ["check", "run"] {
-        let out = std::process::Command::new(BIN).args([cmd, "--config", &path]).output().unwrap();
+        let out = std::process::Command::new(BIN)
+            .args([cmd, "--config", &path])
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(2), "{cmd}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(&format!("{path}:3:")) && err.contains("bad backend address `300.1.1.1`"), "{err}");
+        assert!(
+            err.contains(&format!("{path}:3:")) && err.contains("bad backend address `300.1.1.1`"),
+            "{err}"
+        );
     }
-    let out = std::process::Command::new(BIN).args(["check", "--config", "/nonexistent.toml"]).output().unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["check", "--config", "/nonexistent.toml"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -144,16 +181,30 @@ async fn demo_shows_round_robin_over_three_backends() {
         seen.push(reply.body);
     }
     seen.sort();
-    assert!(seen[0].starts_with("demo backend 1") && seen[2].starts_with("demo backend 3"), "{seen:?}");
+    assert!(
+        seen[0].starts_with("demo backend 1") && seen[2].starts_with("demo backend 3"),
+        "{seen:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_log_has_one_line_per_request() {
     let b = backend("b1").await;
-    let (r, _) = run_with(&format!("listen = \"127.0.0.1:0\"\n[hosts]\n\"app.test\" = [\"{}\"]\n", b.addr)).await;
+    let (r, _) = run_with(&format!(
+        "listen = \"127.0.0.1:0\"\n[hosts]\n\"app.test\" = [\"{}\"]\n",
+        b.addr
+    ))
+    .await;
     assert_eq!(get(r.addr, "app.test", "/logged?x=1").await.status, 200);
     let line = r.wait_log("target=/logged?x=1").await;
-    for field in ["client=127.0.0.1:", "host=\"app.test\"", "method=GET", "status=200", "bytes=2", "ms="] {
+    for field in [
+        "client=127.0.0.1:",
+        "host=\"app.test\"",
+        "method=GET",
+        "status=200",
+        "bytes=2",
+        "ms=",
+    ] {
         assert!(line.contains(field), "{field} missing in {line}");
     }
     assert!(line.contains(&format!("backend={}", b.addr)), "{line}");
@@ -162,12 +213,23 @@ async fn access_log_has_one_line_per_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_the_host_table_without_dropping_connections() {
     let (b1, b2) = (backend("one").await, backend("two").await);
-    let (r, path) = run_with(&format!("listen = \"127.0.0.1:0\"\n[hosts]\n\"app.test\" = [\"{}\"]\n", b1.addr)).await;
+    let (r, path) = run_with(&format!(
+        "listen = \"127.0.0.1:0\"\n[hosts]\n\"app.test\" = [\"{}\"]\n",
+        b1.addr
+    ))
+    .await;
     let mut c = connect(r.addr).await;
     send(&mut c, b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n").await;
     assert_eq!(read_reply(&mut c).await.body, "one");
 
-    std::fs::write(&path, format!("listen = \"127.0.0.1:0\"\n[hosts]\n\"app.test\" = [\"{}\"]\n\"new.test\" = [\"{}\"]\n", b2.addr, b2.addr)).unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "listen = \"127.0.0.1:0\"\n[hosts]\n\"app.test\" = [\"{}\"]\n\"new.test\" = [\"{}\"]\n",
+            b2.addr, b2.addr
+        ),
+    )
+    .unwrap();
     r.signal("-HUP");
     r.wait_log("reloaded").await;
     // The same client connection now reaches the new table.
@@ -187,7 +249,11 @@ async fn sighup_reloads_the_host_table_without_dropping_connections() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_in_flight_requests_then_exits_0() {
     let b = backend("b1").await;
-    let (mut r, _) = run_with(&format!("listen = \"127.0.0.1:0\"\n[hosts]\n\"app.test\" = [\"{}\"]\n", b.addr)).await;
+    let (mut r, _) = run_with(&format!(
+        "listen = \"127.0.0.1:0\"\n[hosts]\n\"app.test\" = [\"{}\"]\n",
+        b.addr
+    ))
+    .await;
     let mut c = connect(r.addr).await;
     send(&mut c, b"GET /slow HTTP/1.1\r\nHost: app.test\r\n\r\n").await;
     // Wait until the backend has the request, then ask relevo to stop.
@@ -207,7 +273,10 @@ async fn sigterm_finishes_in_flight_requests_then_exits_0() {
     // ...while the request in flight completes.
     let reply = read_reply(&mut c).await;
     assert_eq!(reply.status, 200);
-    let status = tokio::time::timeout(WAIT, r.child.wait()).await.unwrap().unwrap();
+    let status = tokio::time::timeout(WAIT, r.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(status.code(), Some(0));
 }
 
@@ -216,13 +285,20 @@ async fn sigterm_finishes_in_flight_requests_then_exits_0() {
 async fn one_gib_each_way_with_flat_memory() {
     const GIB: u64 = 1 << 30;
     let b = backend("b1").await;
-    let (r, _) = run_with(&format!("listen = \"127.0.0.1:0\"\naccess_log = false\n[hosts]\n\"app.test\" = [\"{}\"]\n", b.addr)).await;
+    let (r, _) = run_with(&format!(
+        "listen = \"127.0.0.1:0\"\naccess_log = false\n[hosts]\n\"app.test\" = [\"{}\"]\n",
+        b.addr
+    ))
+    .await;
 
     // Download: the backend streams 1 GiB without a length; the client counts it.
     let mut s = TcpStream::connect(r.addr).await.unwrap();
-    s.write_all(format!("GET /big?{GIB} HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    s.write_all(
+        format!("GET /big?{GIB} HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
     let mut total = 0u64;
     let mut buf = vec![0u8; 256 * 1024];
     let read = async {
@@ -234,14 +310,19 @@ async fn one_gib_each_way_with_flat_memory() {
             total += n as u64;
         }
     };
-    tokio::time::timeout(Duration::from_secs(120), read).await.expect("download too slow");
+    tokio::time::timeout(Duration::from_secs(120), read)
+        .await
+        .expect("download too slow");
     assert!(total > GIB, "got {total} bytes");
 
     // Upload: 1 GiB with Content-Length; the backend answers with the length it read.
     // (The test backend itself collects the body, so it is sent to /echo-length on a
     // raw backend that only counts.)
     let counter = counting_backend().await;
-    let (r2, _) = run_with(&format!("listen = \"127.0.0.1:0\"\naccess_log = false\n[hosts]\n\"app.test\" = [\"{counter}\"]\n")).await;
+    let (r2, _) = run_with(&format!(
+        "listen = \"127.0.0.1:0\"\naccess_log = false\n[hosts]\n\"app.test\" = [\"{counter}\"]\n"
+    ))
+    .await;
     let mut s = TcpStream::connect(r2.addr).await.unwrap();
     s.write_all(format!("POST /up HTTP/1.1\r\nHost: app.test\r\nContent-Length: {GIB}\r\nConnection: close\r\n\r\n").as_bytes())
         .await
@@ -255,13 +336,18 @@ async fn one_gib_each_way_with_flat_memory() {
         s.read_to_string(&mut out).await.unwrap();
         out
     };
-    let out = tokio::time::timeout(Duration::from_secs(120), upload).await.expect("upload too slow");
+    let out = tokio::time::timeout(Duration::from_secs(120), upload)
+        .await
+        .expect("upload too slow");
     assert!(out.ends_with(&GIB.to_string()), "{out}");
 
     for (what, proc_) in [("download", &r), ("upload", &r2)] {
         let peak = proc_.peak_rss_kib();
         eprintln!("{what}: relevo peak RSS {peak} KiB");
-        assert!(peak < 64 * 1024, "{what}: relevo peaked at {peak} KiB for a 1 GiB body");
+        assert!(
+            peak < 64 * 1024,
+            "{what}: relevo peaked at {peak} KiB for a 1 GiB body"
+        );
     }
 }
 
@@ -294,7 +380,10 @@ async fn counting_backend() -> SocketAddr {
                     got += n as u64;
                 }
                 let body = got.to_string();
-                let resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
                 let _ = r.get_mut().write_all(resp.as_bytes()).await;
             });
         }
