@@ -1,38 +1,428 @@
-//! Picks the backend of a site for each request.
+//! Picks the backend of a site for each request, among those health allows.
+//!
+//! Algorithms: smooth weighted round-robin (nginx's), weighted random, weighted
+//! least-connections, power of two choices (in-flight, then peak-EWMA latency) and
+//! consistent hashing on a ketama ring.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use http::{header, HeaderMap};
 use rand::Rng;
 
-use crate::config::Balance;
+use crate::config::{Balance, HashKey};
+use crate::error::ProxyError;
+use crate::health::{now_ms, Availability};
 use crate::upstream::Backend;
 
-/// A balancing algorithm with its per-site state.
+/// Points per unit of weight on the hash ring: enough for an even spread (ketama uses 160).
+const RING_POINTS: u32 = 160;
+
+/// A backend as a member of one site, with its weight there.
 #[derive(Debug)]
-pub enum Balancer {
-    /// Each backend in turn; the counter is shared by all threads.
-    RoundRobin(AtomicUsize),
-    /// Uniformly at random, as the lab did.
+pub struct Member {
+    /// The backend (shared between sites and kept across reloads).
+    pub backend: Arc<Backend>,
+    /// Relative share of requests.
+    pub weight: u32,
+}
+
+/// A site's algorithm, its state and its members.
+#[derive(Debug)]
+pub struct Balancer {
+    members: Vec<Member>,
+    algorithm: Algorithm,
+    /// With every member down: true picks among all of them, false answers 503.
+    fail_open: bool,
+}
+
+#[derive(Debug)]
+enum Algorithm {
+    /// Current weights of smooth weighted round-robin, one per member.
+    RoundRobin(Mutex<Vec<i64>>),
     Random,
+    /// Rotating start, so equal loads do not always pick the first member.
+    LeastConn(AtomicUsize),
+    P2c,
+    /// Ring of (point, member index), sorted by point.
+    Hash {
+        key: HashKey,
+        ring: Vec<(u64, usize)>,
+    },
+}
+
+/// Why a pick could not be made.
+#[derive(Debug)]
+pub enum NoPick {
+    /// Every member is down and the site does not fail open.
+    AllDown(ProxyError),
+    /// Every member that could take the request was already tried.
+    AllTried,
 }
 
 impl Balancer {
-    /// A fresh balancer for `kind`.
-    pub fn new(kind: Balance) -> Balancer {
-        match kind {
-            Balance::RoundRobin => Balancer::RoundRobin(AtomicUsize::new(0)),
-            Balance::Random => Balancer::Random,
+    /// A balancer for `members` (never empty: config validation sees to it).
+    pub fn new(
+        kind: Balance,
+        hash_key: &HashKey,
+        members: Vec<Member>,
+        fail_open: bool,
+    ) -> Balancer {
+        let algorithm = match kind {
+            Balance::RoundRobin => Algorithm::RoundRobin(Mutex::new(vec![0; members.len()])),
+            Balance::Random => Algorithm::Random,
+            Balance::LeastConn => Algorithm::LeastConn(AtomicUsize::new(0)),
+            Balance::P2c => Algorithm::P2c,
+            Balance::Hash => Algorithm::Hash {
+                key: hash_key.clone(),
+                ring: ring(&members),
+            },
+        };
+        Balancer {
+            members,
+            algorithm,
+            fail_open,
         }
     }
 
-    /// The backend for the next request. `backends` is never empty: config validation
-    /// rejects a host without backends.
-    pub fn pick<'a>(&self, backends: &'a [Arc<Backend>]) -> &'a Arc<Backend> {
-        let i = match self {
-            Balancer::RoundRobin(next) => next.fetch_add(1, Ordering::Relaxed) % backends.len(),
-            Balancer::Random => rand::thread_rng().gen_range(0..backends.len()),
+    /// The members, in configuration order.
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    /// The hash of what `hash` keys on for this request; `None` for other algorithms.
+    pub fn affinity(&self, client: IpAddr, headers: &HeaderMap, path: &str) -> Option<u64> {
+        let Algorithm::Hash { key, .. } = &self.algorithm else {
+            return None;
         };
-        &backends[i]
+        Some(hash_bytes(key_value(key, client, headers, path).as_bytes()))
+    }
+
+    /// Picks a member that is available and not in `tried`.
+    pub fn pick(&self, affinity: Option<u64>, tried: &[SocketAddr]) -> Result<&Member, NoPick> {
+        let now = now_ms();
+        let avail: Vec<Availability> = self
+            .members
+            .iter()
+            .map(|m| m.backend.health.availability(now))
+            .collect();
+        let mut usable: Vec<bool> = avail.iter().map(|a| *a != Availability::Down).collect();
+        if !usable.iter().any(|u| *u) {
+            if !self.fail_open {
+                let retry_after = self
+                    .members
+                    .iter()
+                    .map(|m| m.backend.health.retry_after_secs())
+                    .min()
+                    .unwrap_or(1);
+                return Err(NoPick::AllDown(ProxyError::AllDown(retry_after)));
+            }
+            // Fail open: every member as if healthy.
+            usable.iter_mut().for_each(|u| *u = true);
+        }
+        for (i, m) in self.members.iter().enumerate() {
+            if tried.contains(&m.backend.addr) {
+                usable[i] = false;
+            }
+        }
+        let i = self.choose(&usable, affinity).ok_or(NoPick::AllTried)?;
+        if avail[i] == Availability::Probe {
+            // If another request won the probe, this one goes anyway: at most a few
+            // requests reach a backend whose ejection just ended.
+            self.members[i].backend.health.claim_probe();
+        }
+        Ok(&self.members[i])
+    }
+
+    fn choose(&self, usable: &[bool], affinity: Option<u64>) -> Option<usize> {
+        let candidates: Vec<usize> = (0..self.members.len()).filter(|&i| usable[i]).collect();
+        match candidates.len() {
+            0 => return None,
+            1 => return Some(candidates[0]),
+            _ => {}
+        }
+        let weight = |i: usize| i64::from(self.members[i].weight);
+        let in_flight = |i: usize| {
+            self.members[i]
+                .backend
+                .stats
+                .in_flight
+                .load(Ordering::Relaxed) as i64
+        };
+        Some(match &self.algorithm {
+            Algorithm::RoundRobin(current) => {
+                let mut current = current.lock().unwrap_or_else(|p| p.into_inner());
+                let total: i64 = candidates.iter().map(|&i| weight(i)).sum();
+                let mut best = candidates[0];
+                for &i in &candidates {
+                    current[i] += weight(i);
+                    if current[i] > current[best] {
+                        best = i;
+                    }
+                }
+                current[best] -= total;
+                best
+            }
+            Algorithm::Random => {
+                let total: i64 = candidates.iter().map(|&i| weight(i)).sum();
+                let mut r = rand::thread_rng().gen_range(0..total);
+                *candidates
+                    .iter()
+                    .find(|&&i| {
+                        r -= weight(i);
+                        r < 0
+                    })
+                    .unwrap_or(&candidates[0])
+            }
+            Algorithm::LeastConn(start) => {
+                let offset = start.fetch_add(1, Ordering::Relaxed);
+                let n = candidates.len();
+                let mut best = candidates[offset % n];
+                for k in 1..n {
+                    let i = candidates[(offset + k) % n];
+                    // in_flight(i)/weight(i) < in_flight(best)/weight(best), without division.
+                    if in_flight(i) * weight(best) < in_flight(best) * weight(i) {
+                        best = i;
+                    }
+                }
+                best
+            }
+            Algorithm::P2c => {
+                let mut rng = rand::thread_rng();
+                let a = candidates[rng.gen_range(0..candidates.len())];
+                let mut b = candidates[rng.gen_range(0..candidates.len() - 1)];
+                if b == a {
+                    b = candidates[candidates.len() - 1];
+                }
+                let (la, lb) = (in_flight(a) * weight(b), in_flight(b) * weight(a));
+                if la != lb {
+                    if la < lb {
+                        a
+                    } else {
+                        b
+                    }
+                } else if self.members[b].backend.latency.get()
+                    < self.members[a].backend.latency.get()
+                {
+                    b
+                } else {
+                    a
+                }
+            }
+            Algorithm::Hash { ring, .. } => {
+                let h = affinity.unwrap_or(0);
+                let start = ring.partition_point(|(point, _)| *point < h);
+                // Walk clockwise to the first usable member: only the keys of a member
+                // that is down move, and they spread over the others.
+                (0..ring.len())
+                    .map(|k| ring[(start + k) % ring.len()].1)
+                    .find(|&i| usable[i])
+                    .unwrap_or(candidates[0])
+            }
+        })
+    }
+
+    /// A human account of how a request would be routed, for `relevo route`.
+    pub fn explain(
+        &self,
+        affinity: Option<u64>,
+        client: IpAddr,
+        headers: &HeaderMap,
+        path: &str,
+    ) -> String {
+        match &self.algorithm {
+            Algorithm::RoundRobin(_) => {
+                let weights: Vec<String> = self.members.iter().map(|m| format!("{}×{}", m.backend.addr, m.weight)).collect();
+                format!("round-robin (smooth, weighted): the rotation goes through [{}]; a fresh proxy sends its first request to the first listed", weights.join(", "))
+            }
+            Algorithm::Random => "random, weighted: any member, in proportion to its weight".into(),
+            Algorithm::LeastConn(_) => "least-conn: the member with the fewest in-flight requests per unit of weight (all idle in a dry run)".into(),
+            Algorithm::P2c => "p2c: two random members, the one with fewer in-flight requests (then lower peak-EWMA latency)".into(),
+            Algorithm::Hash { key, .. } => format!(
+                "hash on {key} = {:?} -> {:#018x} on a ketama ring of {} points",
+                key_value(key, client, headers, path),
+                affinity.unwrap_or(0),
+                RING_POINTS
+            ),
+        }
+    }
+}
+
+/// The string a request hashes on; a missing header or cookie falls back to the client IP.
+fn key_value(key: &HashKey, client: IpAddr, headers: &HeaderMap, path: &str) -> String {
+    let value = match key {
+        HashKey::ClientIp => None,
+        HashKey::Path => Some(path.to_string()),
+        HashKey::Header(name) => headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        HashKey::Cookie(name) => headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.to_string()),
+    };
+    value.unwrap_or_else(|| client.to_string())
+}
+
+/// The ketama ring: `RING_POINTS × weight` points per member, placed by hashing
+/// `address-n`, so a member's points do not depend on the other members.
+fn ring(members: &[Member]) -> Vec<(u64, usize)> {
+    let mut ring = Vec::new();
+    for (i, m) in members.iter().enumerate() {
+        for n in 0..RING_POINTS * m.weight {
+            ring.push((hash_bytes(format!("{}-{n}", m.backend.addr).as_bytes()), i));
+        }
+    }
+    ring.sort_unstable();
+    ring
+}
+
+/// FNV-1a with a final avalanche (from splitmix64): stable across builds and runs,
+/// which a consistent-hashing ring needs and `std`'s hasher does not promise.
+fn hash_bytes(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn members(weights: &[u32]) -> Vec<Member> {
+        weights
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| Member {
+                backend: Arc::new(Backend::new(
+                    SocketAddr::from(([10, 0, 0, i as u8 + 1], 80)),
+                    1,
+                    Duration::from_secs(1),
+                )),
+                weight: w,
+            })
+            .collect()
+    }
+
+    fn spread(b: &Balancer, n: usize) -> Vec<usize> {
+        let mut counts = vec![0; b.members().len()];
+        for k in 0..n {
+            let m = b.pick(Some(hash_bytes(&k.to_le_bytes())), &[]).unwrap();
+            let i = b
+                .members()
+                .iter()
+                .position(|x| Arc::ptr_eq(&x.backend, &m.backend))
+                .unwrap();
+            counts[i] += 1;
+        }
+        counts
+    }
+
+    #[test]
+    fn smooth_round_robin_has_no_bursts() {
+        let b = Balancer::new(
+            Balance::RoundRobin,
+            &HashKey::ClientIp,
+            members(&[5, 1, 1]),
+            false,
+        );
+        let order: Vec<u8> = (0..7)
+            .map(|_| match b.pick(None, &[]).unwrap().backend.addr.ip() {
+                IpAddr::V4(v4) => v4.octets()[3],
+                IpAddr::V6(_) => 0,
+            })
+            .collect();
+        // nginx's documented sequence for weights 5,1,1: a a b a c a a.
+        assert_eq!(order, [1, 1, 2, 1, 3, 1, 1]);
+    }
+
+    #[test]
+    fn weights_shape_every_algorithm() {
+        for kind in [Balance::RoundRobin, Balance::Random, Balance::Hash] {
+            let b = Balancer::new(kind, &HashKey::ClientIp, members(&[3, 1]), false);
+            let c = spread(&b, 4000);
+            let share = c[0] as f64 / 4000.0;
+            assert!((0.70..0.80).contains(&share), "{kind:?}: {c:?}");
+        }
+    }
+
+    #[test]
+    fn hash_moves_about_one_nth_of_keys_when_a_member_goes() {
+        let five = Balancer::new(
+            Balance::Hash,
+            &HashKey::ClientIp,
+            members(&[1, 1, 1, 1, 1]),
+            false,
+        );
+        let mut four_members = members(&[1, 1, 1, 1, 1]);
+        four_members.remove(2);
+        let four = Balancer::new(Balance::Hash, &HashKey::ClientIp, four_members, false);
+        let (mut moved, n) = (0, 10_000u64);
+        for k in 0..n {
+            let h = Some(hash_bytes(&k.to_le_bytes()));
+            let (a, b) = (five.pick(h, &[]).unwrap(), four.pick(h, &[]).unwrap());
+            if a.backend.addr != b.backend.addr {
+                moved += 1;
+                assert_eq!(
+                    a.backend.addr.to_string(),
+                    "10.0.0.3:80",
+                    "only the removed member's keys move"
+                );
+            }
+        }
+        let share = moved as f64 / n as f64;
+        assert!((0.15..0.25).contains(&share), "moved {share}");
+    }
+
+    #[test]
+    fn tried_members_are_skipped_and_exhaustion_is_reported() {
+        let b = Balancer::new(
+            Balance::RoundRobin,
+            &HashKey::ClientIp,
+            members(&[1, 1]),
+            false,
+        );
+        let first = b.pick(None, &[]).unwrap().backend.addr;
+        let second = b.pick(None, &[first]).unwrap().backend.addr;
+        assert_ne!(first, second);
+        assert!(matches!(
+            b.pick(None, &[first, second]),
+            Err(NoPick::AllTried)
+        ));
+    }
+
+    #[test]
+    fn cookie_and_header_keys() {
+        let mut h = HeaderMap::new();
+        h.insert("cookie", "a=1; session=xyz; b=2".parse().unwrap());
+        h.insert("x-user", "alice".parse().unwrap());
+        let ip: IpAddr = "10.9.9.9".parse().unwrap();
+        assert_eq!(
+            key_value(&HashKey::Cookie("session".into()), ip, &h, "/p"),
+            "xyz"
+        );
+        assert_eq!(
+            key_value(&HashKey::Header("x-user".parse().unwrap()), ip, &h, "/p"),
+            "alice"
+        );
+        assert_eq!(
+            key_value(&HashKey::Cookie("none".into()), ip, &h, "/p"),
+            "10.9.9.9"
+        );
+        assert_eq!(key_value(&HashKey::Path, ip, &h, "/p"), "/p");
     }
 }

@@ -15,8 +15,50 @@ use tracing::info;
 
 use crate::pool::PooledConn;
 
-/// Body of a request sent to a backend: the client's body, capped at the site's limit.
-pub type UpstreamBody = Limited<Incoming>;
+/// Body of a request sent to a backend.
+#[derive(Debug)]
+pub enum UpstreamBody {
+    /// The client's body, streamed as it arrives, capped at the site's limit.
+    Streaming(Limited<Incoming>),
+    /// A small body read in full first, so that it can be sent again on a retry.
+    Buffered(Option<Bytes>),
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            UpstreamBody::Streaming(body) => Pin::new(body).poll_frame(cx),
+            UpstreamBody::Buffered(bytes) => Poll::Ready(
+                bytes
+                    .take()
+                    .filter(|b| !b.is_empty())
+                    .map(|b| Ok(Frame::data(b))),
+            ),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Streaming(body) => body.is_end_stream(),
+            UpstreamBody::Buffered(bytes) => bytes.as_ref().is_none_or(|b| b.is_empty()),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::Streaming(body) => body.size_hint(),
+            UpstreamBody::Buffered(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+        }
+    }
+}
 
 /// Body of a response sent to a client: a backend's streamed body or a page of ours.
 /// When it is done it returns the upstream connection to the pool and writes the

@@ -32,6 +32,10 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// Size and count limits.
     pub limits: Limits,
+    /// When a backend's failures take it out of rotation.
+    pub passive: Passive,
+    /// When and how often a failed request is tried on another backend.
+    pub retries: Retries,
     /// The host table, in file order.
     pub hosts: Vec<HostConfig>,
 }
@@ -74,11 +78,146 @@ pub struct HostConfig {
     /// Port, when the entry lists one explicitly (`"app.test:8080"`).
     pub port: Option<u16>,
     /// Backends in file order.
-    pub backends: Vec<SocketAddr>,
+    pub backends: Vec<BackendConfig>,
     /// How requests are spread over the backends.
     pub balance: Balance,
+    /// What `balance = "hash"` hashes.
+    pub hash_key: HashKey,
     /// Largest request body for this host; falls back to `limits.max_body_bytes`.
     pub max_body_bytes: Option<u64>,
+    /// With every backend down: true sends to all as if healthy, false answers 503.
+    pub fail_open: bool,
+    /// Attempts per request for this host; falls back to `retries.tries`.
+    pub tries: Option<u32>,
+    /// Active health check, if configured.
+    pub health: Option<HealthCheck>,
+}
+
+/// A backend of a host and its share of the traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendConfig {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Relative share of requests (1 by default).
+    pub weight: u32,
+}
+
+impl fmt::Display for BackendConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.weight {
+            1 => write!(f, "{}", self.addr),
+            w => write!(f, "{} (weight {w})", self.addr),
+        }
+    }
+}
+
+impl From<SocketAddr> for BackendConfig {
+    fn from(addr: SocketAddr) -> Self {
+        BackendConfig { addr, weight: 1 }
+    }
+}
+
+/// What consistent hashing keys on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    /// The client's IP address (the default).
+    ClientIp,
+    /// The request path (without the query).
+    Path,
+    /// The value of a request header; requests without it hash the client IP.
+    Header(http::HeaderName),
+    /// The value of a cookie; requests without it hash the client IP.
+    Cookie(String),
+}
+
+impl HashKey {
+    /// Parses `client-ip`, `path`, `header:NAME` or `cookie:NAME`.
+    pub fn parse(s: &str) -> Option<HashKey> {
+        match s.split_once(':') {
+            None if s == "client-ip" => Some(HashKey::ClientIp),
+            None if s == "path" => Some(HashKey::Path),
+            Some(("header", name)) => http::HeaderName::from_bytes(name.trim().as_bytes())
+                .ok()
+                .map(HashKey::Header),
+            Some(("cookie", name)) if !name.trim().is_empty() => {
+                Some(HashKey::Cookie(name.trim().to_string()))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for HashKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HashKey::ClientIp => f.write_str("client-ip"),
+            HashKey::Path => f.write_str("path"),
+            HashKey::Header(h) => write!(f, "header:{h}"),
+            HashKey::Cookie(c) => write!(f, "cookie:{c}"),
+        }
+    }
+}
+
+/// An active HTTP health check of every backend of a host.
+#[derive(Debug, Clone)]
+pub struct HealthCheck {
+    /// Path requested (`GET`, with the host's name in `Host`).
+    pub path: String,
+    /// Time between checks of one backend.
+    pub interval: Duration,
+    /// A check slower than this fails.
+    pub timeout: Duration,
+    /// Consecutive good checks that bring a down backend back.
+    pub rise: u32,
+    /// Consecutive failed checks that take an up backend down.
+    pub fall: u32,
+    /// Statuses that count as healthy (inclusive range).
+    pub expect: (u16, u16),
+}
+
+/// Passive health: ejection after consecutive failures of real requests.
+#[derive(Debug, Clone)]
+pub struct Passive {
+    /// Consecutive failures (connect errors, resets, timeouts, listed statuses) that eject.
+    pub failures: u32,
+    /// First ejection time; it doubles while the backend keeps failing its probes.
+    pub eject: Duration,
+    /// Longest ejection.
+    pub max_eject: Duration,
+    /// Response statuses that count as failures (none by default).
+    pub statuses: Vec<u16>,
+}
+
+/// Retry policy (see `proxy.rs` for when a retry is safe).
+#[derive(Debug, Clone)]
+pub struct Retries {
+    /// Attempts per request, the first included (1 = no retry).
+    pub tries: u32,
+    /// Total time for all attempts of one request.
+    pub budget: Duration,
+    /// Request bodies up to this size are kept in memory so they can be sent again.
+    pub replay_body_bytes: u64,
+}
+
+impl Default for Passive {
+    fn default() -> Self {
+        Passive {
+            failures: 3,
+            eject: Duration::from_secs(2),
+            max_eject: Duration::from_secs(60),
+            statuses: Vec::new(),
+        }
+    }
+}
+
+impl Default for Retries {
+    fn default() -> Self {
+        Retries {
+            tries: 3,
+            budget: Duration::from_secs(30),
+            replay_body_bytes: 64 * 1024,
+        }
+    }
 }
 
 impl HostConfig {
@@ -94,22 +233,42 @@ impl HostConfig {
 /// Balancing algorithm of a host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Balance {
-    /// Each backend in turn.
+    /// Smooth weighted round-robin, as nginx's.
     RoundRobin,
-    /// Uniformly at random (the lab's choice).
+    /// Weighted random (the lab's choice, with weights).
     Random,
+    /// Fewest in-flight requests per unit of weight.
+    LeastConn,
+    /// Power of two random choices on in-flight requests, peak-EWMA latency breaking ties.
+    P2c,
+    /// Consistent hashing (ketama ring) on `hash_key`.
+    Hash,
 }
 
 impl Balance {
     /// The names accepted in `balance = "..."`.
-    pub const NAMES: [&'static str; 2] = ["round-robin", "random"];
+    pub const NAMES: [&'static str; 5] = ["round-robin", "random", "least-conn", "p2c", "hash"];
 
     /// The algorithm called `name` in the configuration.
     pub fn from_name(name: &str) -> Option<Balance> {
         match name {
             "round-robin" => Some(Balance::RoundRobin),
             "random" => Some(Balance::Random),
+            "least-conn" => Some(Balance::LeastConn),
+            "p2c" => Some(Balance::P2c),
+            "hash" => Some(Balance::Hash),
             _ => None,
+        }
+    }
+
+    /// The configuration name of the algorithm.
+    pub fn name(self) -> &'static str {
+        match self {
+            Balance::RoundRobin => "round-robin",
+            Balance::Random => "random",
+            Balance::LeastConn => "least-conn",
+            Balance::P2c => "p2c",
+            Balance::Hash => "hash",
         }
     }
 }
@@ -175,6 +334,8 @@ impl Config {
             log_level: "info".into(),
             timeouts: Timeouts::default(),
             limits: Limits::default(),
+            passive: Passive::default(),
+            retries: Retries::default(),
             hosts,
         }
     }
@@ -231,6 +392,10 @@ struct RawConfig {
     timeouts: RawTimeouts,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    passive: RawPassive,
+    #[serde(default)]
+    retries: RawRetries,
     // Neither keys nor values are `Spanned`: toml cannot span `[hosts."name"]` tables.
     // Errors about an entry point at where its key is written (see `key_span`).
     #[serde(default)]
@@ -257,19 +422,94 @@ struct RawLimits {
     max_idle_per_backend: Option<usize>,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPassive {
+    failures: Option<Spanned<u32>>,
+    eject: Option<Spanned<DurationValue>>,
+    max_eject: Option<Spanned<DurationValue>>,
+    statuses: Option<Vec<Spanned<u16>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRetries {
+    tries: Option<Spanned<u32>>,
+    budget: Option<Spanned<DurationValue>>,
+    replay_body_bytes: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    path: Option<Spanned<String>>,
+    interval: Option<Spanned<DurationValue>>,
+    timeout: Option<Spanned<DurationValue>>,
+    rise: Option<Spanned<u32>>,
+    fall: Option<Spanned<u32>>,
+    expect: Option<Spanned<String>>,
+}
+
+/// A backend written as `"ip[:port]"` or `{ addr = "ip[:port]", weight = N }`.
+struct RawBackend {
+    addr: String,
+    weight: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackendTable {
+    addr: String,
+    weight: Option<Spanned<u32>>,
+}
+
+impl<'de> Deserialize<'de> for RawBackend {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct BackendVisitor;
+        impl<'de> Visitor<'de> for BackendVisitor {
+            type Value = RawBackend;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("\"ip:port\" or { addr = \"ip:port\", weight = N }")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawBackend, E> {
+                Ok(RawBackend {
+                    addr: v.to_string(),
+                    weight: None,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawBackend, A::Error> {
+                let t = RawBackendTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawBackend {
+                    addr: t.addr,
+                    weight: t.weight,
+                })
+            }
+        }
+        d.deserialize_any(BackendVisitor)
+    }
+}
+
 /// A host entry: the lab's plain list of backends, or a table with options.
 struct RawHost {
-    backends: Spanned<Vec<Spanned<String>>>,
+    backends: Spanned<Vec<Spanned<RawBackend>>>,
     balance: Option<Spanned<String>>,
+    hash_key: Option<Spanned<String>>,
     max_body_bytes: Option<u64>,
+    fail_open: Option<bool>,
+    tries: Option<Spanned<u32>>,
+    health: Option<RawHealth>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawHostTable {
-    backends: Spanned<Vec<Spanned<String>>>,
+    backends: Spanned<Vec<Spanned<RawBackend>>>,
     balance: Option<Spanned<String>>,
+    hash_key: Option<Spanned<String>>,
     max_body_bytes: Option<u64>,
+    fail_open: Option<bool>,
+    tries: Option<Spanned<u32>>,
+    health: Option<RawHealth>,
 }
 
 impl<'de> Deserialize<'de> for RawHost {
@@ -282,14 +522,18 @@ impl<'de> Deserialize<'de> for RawHost {
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawHost, A::Error> {
                 let mut list = Vec::new();
-                while let Some(b) = seq.next_element::<Spanned<String>>()? {
+                while let Some(b) = seq.next_element::<Spanned<RawBackend>>()? {
                     list.push(b);
                 }
                 // The list's own span is not visible here; the key's span stands in.
                 Ok(RawHost {
                     backends: Spanned::new(0..0, list),
                     balance: None,
+                    hash_key: None,
                     max_body_bytes: None,
+                    fail_open: None,
+                    tries: None,
+                    health: None,
                 })
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawHost, A::Error> {
@@ -297,7 +541,11 @@ impl<'de> Deserialize<'de> for RawHost {
                 Ok(RawHost {
                     backends: t.backends,
                     balance: t.balance,
+                    hash_key: t.hash_key,
                     max_body_bytes: t.max_body_bytes,
+                    fail_open: t.fail_open,
+                    tries: t.tries,
+                    health: t.health,
                 })
             }
         }
@@ -465,12 +713,35 @@ impl RawConfig {
                     )
                 })?,
             };
+            let hash_key = match &raw.hash_key {
+                None => HashKey::ClientIp,
+                Some(k) => HashKey::parse(k.get_ref()).ok_or_else(|| {
+                    (
+                        k.span(),
+                        format!(
+                            "bad hash_key `{}`: expected client-ip, path, header:NAME or cookie:NAME",
+                            k.get_ref()
+                        ),
+                    )
+                })?,
+            };
+            let tries = match &raw.tries {
+                Some(t) if *t.get_ref() == 0 => {
+                    return Err((t.span(), "tries must be at least 1 (1 = no retry)".into()))
+                }
+                t => t.as_ref().map(|t| *t.get_ref()),
+            };
+            let health = raw.health.as_ref().map(validate_health).transpose()?;
             let host = HostConfig {
                 name,
                 port,
                 backends: Vec::new(),
                 balance,
+                hash_key,
                 max_body_bytes: raw.max_body_bytes,
+                fail_open: raw.fail_open.unwrap_or(false),
+                tries,
+                health,
             };
             if let Some(first) = seen.insert(host.key(), key.clone()) {
                 return Err((
@@ -489,19 +760,24 @@ impl RawConfig {
             }
             let mut backends = Vec::with_capacity(list.len());
             for b in list {
-                let addr = parse_backend(b.get_ref()).ok_or_else(|| {
+                let addr = parse_backend(&b.get_ref().addr).ok_or_else(|| {
                     (
                         b.span(),
-                        format!("bad backend address `{}`: expected IP or IP:PORT, e.g. \"10.0.0.5:8080\"", b.get_ref()),
+                        format!("bad backend address `{}`: expected IP or IP:PORT, e.g. \"10.0.0.5:8080\"", b.get_ref().addr),
                     )
                 })?;
-                if backends.contains(&addr) {
+                if backends.iter().any(|c: &BackendConfig| c.addr == addr) {
                     return Err((
                         b.span(),
                         format!("backend `{addr}` is listed twice for host `{}`", host.key()),
                     ));
                 }
-                backends.push(addr);
+                let weight = match &b.get_ref().weight {
+                    None => 1,
+                    Some(w) if (1..=1000).contains(w.get_ref()) => *w.get_ref(),
+                    Some(w) => return Err((w.span(), "weight must be between 1 and 1000".into())),
+                };
+                backends.push(BackendConfig { addr, weight });
             }
             hosts.push(HostConfig { backends, ..host });
         }
@@ -512,9 +788,121 @@ impl RawConfig {
             log_level: self.log_level.unwrap_or(defaults.log_level),
             timeouts,
             limits,
+            passive: self.passive.validate()?,
+            retries: self.retries.validate()?,
             hosts,
         })
     }
+}
+
+impl RawPassive {
+    fn validate(&self) -> Result<Passive, Invalid> {
+        let d = Passive::default();
+        let failures = match &self.failures {
+            Some(f) if *f.get_ref() == 0 => {
+                return Err((f.span(), "passive.failures must be at least 1".into()))
+            }
+            f => f.as_ref().map_or(d.failures, |f| *f.get_ref()),
+        };
+        let eject = positive(&self.eject, d.eject, "passive.eject")?;
+        let max_eject = positive(&self.max_eject, d.max_eject.max(eject), "passive.max_eject")?;
+        if max_eject < eject {
+            let span = self.max_eject.as_ref().map_or(0..0, |m| m.span());
+            return Err((
+                span,
+                "passive.max_eject must not be shorter than passive.eject".into(),
+            ));
+        }
+        let mut statuses = Vec::new();
+        for st in self.statuses.iter().flatten() {
+            if !(500..=599).contains(st.get_ref()) {
+                return Err((
+                    st.span(),
+                    format!("passive.statuses: {} is not a 5xx status", st.get_ref()),
+                ));
+            }
+            statuses.push(*st.get_ref());
+        }
+        Ok(Passive {
+            failures,
+            eject,
+            max_eject,
+            statuses,
+        })
+    }
+}
+
+impl RawRetries {
+    fn validate(&self) -> Result<Retries, Invalid> {
+        let d = Retries::default();
+        let tries = match &self.tries {
+            Some(t) if *t.get_ref() == 0 => {
+                return Err((
+                    t.span(),
+                    "retries.tries must be at least 1 (1 = no retry)".into(),
+                ))
+            }
+            t => t.as_ref().map_or(d.tries, |t| *t.get_ref()),
+        };
+        Ok(Retries {
+            tries,
+            budget: positive(&self.budget, d.budget, "retries.budget")?,
+            replay_body_bytes: self.replay_body_bytes.unwrap_or(d.replay_body_bytes),
+        })
+    }
+}
+
+fn validate_health(h: &RawHealth) -> Result<HealthCheck, Invalid> {
+    let path = match &h.path {
+        None => "/".to_string(),
+        Some(p)
+            if p.get_ref().starts_with('/')
+                && p.get_ref().parse::<http::uri::PathAndQuery>().is_ok() =>
+        {
+            p.get_ref().clone()
+        }
+        Some(p) => {
+            return Err((
+                p.span(),
+                format!(
+                    "health.path `{}` must be a path starting with /",
+                    p.get_ref()
+                ),
+            ))
+        }
+    };
+    let count = |v: &Option<Spanned<u32>>, default: u32, name: &str| match v {
+        Some(c) if *c.get_ref() == 0 => {
+            Err((c.span(), format!("health.{name} must be at least 1")))
+        }
+        c => Ok(c.as_ref().map_or(default, |c| *c.get_ref())),
+    };
+    let expect = match &h.expect {
+        None => (200, 399),
+        Some(e) => parse_status_range(e.get_ref()).ok_or_else(|| {
+            (
+                e.span(),
+                format!(
+                    "health.expect `{}`: expected a status or a range such as \"200-399\"",
+                    e.get_ref()
+                ),
+            )
+        })?,
+    };
+    Ok(HealthCheck {
+        path,
+        interval: positive(&h.interval, Duration::from_secs(2), "health.interval")?,
+        timeout: positive(&h.timeout, Duration::from_secs(1), "health.timeout")?,
+        rise: count(&h.rise, 2, "rise")?,
+        fall: count(&h.fall, 3, "fall")?,
+        expect,
+    })
+}
+
+fn parse_status_range(s: &str) -> Option<(u16, u16)> {
+    let (lo, hi) = s.split_once('-').unwrap_or((s, s));
+    let (lo, hi): (u16, u16) = (lo.trim().parse().ok()?, hi.trim().parse().ok()?);
+    ((100..=599).contains(&lo) && (lo..=599).contains(&hi)).then_some((lo, hi))
 }
 
 /// Where host key `key` is written: `"key"` quoted, or bare at the start of a line.
@@ -585,7 +973,12 @@ listen = "127.0.0.1:8080"
         .unwrap();
         assert_eq!(c.hosts.len(), 3);
         assert_eq!(c.hosts[0].name, "app.test");
-        assert_eq!(c.hosts[2].backends, vec!["127.0.0.1:80".parse().unwrap()]);
+        assert_eq!(
+            c.hosts[2].backends,
+            vec![BackendConfig::from(
+                "127.0.0.1:80".parse::<SocketAddr>().unwrap()
+            )]
+        );
     }
 
     #[test]
@@ -602,7 +995,7 @@ balance = "random"
         .unwrap();
         let app = c.hosts.iter().find(|h| h.name == "app.test").unwrap();
         assert_eq!(app.balance, Balance::Random);
-        assert_eq!(app.backends[1], "[::1]:19102".parse().unwrap());
+        assert_eq!(app.backends[1].addr, "[::1]:19102".parse().unwrap());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::body::ProxyBody;
-use crate::config::{Balance, Config, HostConfig};
+use crate::config::{Balance, Config, HashKey, HostConfig};
 
 /// Host name the demo serves.
 pub const DEMO_HOST: &str = "demo.test";
@@ -50,9 +50,13 @@ pub fn config(listen: SocketAddr, backends: Vec<SocketAddr>) -> Config {
     let host = |name: &str| HostConfig {
         name: name.into(),
         port: None,
-        backends: backends.clone(),
+        backends: backends.iter().map(|&a| a.into()).collect(),
         balance: Balance::RoundRobin,
+        hash_key: HashKey::ClientIp,
         max_body_bytes: None,
+        fail_open: false,
+        tries: None,
+        health: None,
     };
     Config::with_hosts(listen, vec![host(DEMO_HOST), host("localhost")])
 }

@@ -26,6 +26,9 @@ pub enum ProxyError {
     /// Declared or streamed request body larger than the host's limit.
     #[error("request body exceeds the limit of {0} bytes")]
     BodyTooLarge(u64),
+    /// The client's body could not be read (malformed chunk, early close, too slow).
+    #[error("cannot read the request body: {0}")]
+    ClientBody(String),
     /// The backend refused or reset the TCP connection.
     #[error("cannot connect to backend {addr}: {source}")]
     Connect {
@@ -34,6 +37,9 @@ pub enum ProxyError {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// Every backend of the host is down and the host does not fail open.
+    #[error("no backend is available for this host; retry in {0} s")]
+    AllDown(u64),
     /// The TCP connect to the backend did not finish in time.
     #[error("timed out connecting to backend {0}")]
     ConnectTimeout(SocketAddr),
@@ -61,21 +67,32 @@ impl ProxyError {
             }
             ProxyError::UnknownHost(_) | ProxyError::ConnectRefused => StatusCode::FORBIDDEN,
             ProxyError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
             ProxyError::Connect { .. } | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::ConnectTimeout(_) | ProxyError::ResponseTimeout(_) => {
                 StatusCode::GATEWAY_TIMEOUT
             }
+            ProxyError::AllDown(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     /// True when the request provably never reached a backend, so sending it to
-    /// another one cannot duplicate its effect.
+    /// another one cannot duplicate its effect, whatever the method.
     pub fn retry_safe(&self) -> bool {
         match self {
             ProxyError::Connect { .. } | ProxyError::ConnectTimeout(_) => true,
             ProxyError::Upstream { unsent, .. } => *unsent,
             _ => false,
         }
+    }
+
+    /// True when the request may have reached the backend but no response byte came
+    /// back: a retry is safe for idempotent methods (RFC 9110 §9.2.2) only.
+    pub fn retry_safe_if_idempotent(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::Upstream { .. } | ProxyError::ResponseTimeout(_)
+        )
     }
 
     /// True when the failure is the backend's, so it counts against its health.
@@ -97,6 +114,7 @@ impl ProxyError {
                 | ProxyError::BadHost(_)
                 | ProxyError::UnsupportedScheme(_)
                 | ProxyError::BodyTooLarge(_)
+                | ProxyError::ClientBody(_)
         )
     }
 }
@@ -107,6 +125,10 @@ impl ProxyError {
     pub fn to_response(&self, close: bool) -> http::Response<crate::body::ProxyBody> {
         let status = self.status();
         let mut resp = page(status, &self.to_string());
+        if let ProxyError::AllDown(secs) = self {
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(*secs));
+        }
         if close || self.closes_connection() {
             resp.headers_mut().insert(
                 http::header::CONNECTION,

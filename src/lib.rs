@@ -13,6 +13,7 @@ pub mod demo;
 pub mod error;
 pub mod forward;
 pub mod guard;
+pub mod health;
 pub mod pool;
 pub mod proxy;
 pub mod router;

@@ -1,19 +1,21 @@
 //! The path of one request, top to bottom: route → pick a backend → rewrite the head →
-//! pooled upstream connection → stream the response back → access log.
+//! pooled upstream connection (retried on another backend when that is safe) → stream
+//! the response back → access log.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use http::{header, Request, Response};
-use http_body_util::{LengthLimitError, Limited};
+use bytes::Bytes;
+use http::{header, HeaderMap, Method, Request, Response, Uri};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::{Body, Incoming};
 use tracing::{debug, warn};
 
+use crate::balancer::NoPick;
 use crate::body::{AccessLog, ProxyBody, UpstreamBody};
-use crate::config::Timeouts;
 use crate::error::ProxyError;
 use crate::state::State;
 use crate::upstream::Backend;
@@ -63,6 +65,7 @@ async fn proxy(
     req: Request<Incoming>,
     mut log: Option<&mut AccessLog>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
+    // Route: which site is this for?
     let target = router::target(&req)?;
     let site = state.router.route(&target);
     if let Some(log) = log.as_deref_mut() {
@@ -73,66 +76,249 @@ async fn proxy(
     }
     let site = site?;
     let limit = site.max_body_bytes;
-    if let (Some(limit), Some(len)) = (limit, declared_length(&req)) {
+    let declared = declared_length(&req);
+    if let (Some(limit), Some(len)) = (limit, declared) {
         if len > limit {
             return Err(ProxyError::BodyTooLarge(limit));
         }
     }
-    let backend = site.balancer.pick(&site.backends);
-    if let Some(log) = log {
-        log.backend = Some(backend.addr);
+    let affinity = site
+        .balancer
+        .affinity(client.ip(), req.headers(), req.uri().path());
+    let idempotent = req.method().is_idempotent();
+
+    // Rewrite the head once; keep the body where a retry can find it again.
+    let req = forward::request(req, &target, client);
+    let retries = &state.config.retries;
+    let replayable = site.tries > 1 && declared.is_none_or(|len| len <= retries.replay_body_bytes);
+    let mut resend = Resend::new(req, replayable, limit).await?;
+
+    // Pick a backend and exchange; on a failure that is safe to retry, another backend.
+    let deadline = Instant::now() + retries.budget;
+    let mut tried: Vec<SocketAddr> = Vec::new();
+    let mut last: Option<ProxyError> = None;
+    for attempt in 1..=site.tries {
+        let member = match site.balancer.pick(affinity, &tried) {
+            Ok(m) => m,
+            Err(NoPick::AllDown(e)) => return Err(last.unwrap_or(e)),
+            Err(NoPick::AllTried) => break,
+        };
+        let backend = &member.backend;
+        if let Some(log) = log.as_deref_mut() {
+            log.backend = Some(backend.addr);
+        }
+        let Some(request) = resend.take() else { break };
+        let failure = match exchange(backend, request, state, deadline).await {
+            Ok(resp) => return Ok(resp),
+            Err(failure) => failure,
+        };
+        let error = body_error(failure.error, limit);
+        if let Some(unsent) = failure.unsent {
+            resend.give_back(unsent);
+        }
+        let safe = error.retry_safe() || (idempotent && error.retry_safe_if_idempotent());
+        if !safe || attempt == site.tries || Instant::now() >= deadline || !resend.available() {
+            return Err(error);
+        }
+        warn!(backend = %backend.addr, attempt, "retrying on another backend after: {error}");
+        backend.stats.retried.fetch_add(1, Ordering::Relaxed);
+        tried.push(backend.addr);
+        last = Some(error);
     }
-    let cap = limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
-    let req = forward::request(req.map(|b| Limited::new(b, cap)), &target, client);
-    exchange(backend, req, state.timeouts())
-        .await
-        .map_err(|e| body_limit(e, limit))
+    Err(last.unwrap_or(ProxyError::AllDown(1)))
 }
 
-/// Sends `req` to `backend` on a pooled connection and returns the response with its
-/// body streaming from that connection.
-async fn exchange(
-    backend: &Arc<Backend>,
-    mut req: Request<UpstreamBody>,
-    timeouts: &Timeouts,
-) -> Result<Response<ProxyBody>, ProxyError> {
-    let stats = &backend.stats;
-    stats.requests.fetch_add(1, Ordering::Relaxed);
-    stats.in_flight.fetch_add(1, Ordering::Relaxed);
-    let result = async {
-        let mut conn = backend.checkout(timeouts.connect).await?;
-        loop {
-            let sent = tokio::time::timeout(timeouts.response, conn.sender().try_send_request(req)).await;
-            match sent {
-                Err(_) => return Err(ProxyError::ResponseTimeout(backend.addr)),
-                Ok(Ok(resp)) => return Ok((resp, conn)),
-                Ok(Err(mut e)) => match e.take_message() {
-                    // A pooled connection the backend closed meanwhile hands the request
-                    // back unsent: a fresh connection is safe, whatever the method.
-                    Some(unsent) if conn.reused => {
-                        debug!(backend = %backend.addr, "pooled connection closed, reconnecting: {}", e.error());
-                        req = unsent;
-                        conn = backend.connect(timeouts.connect).await?;
-                    }
-                    message => {
-                        return Err(ProxyError::Upstream {
-                            addr: backend.addr,
-                            unsent: message.is_some(),
-                            source: e.into_error(),
-                        })
-                    }
-                },
+/// A request that can be sent again: a buffered body is re-sent from memory, a
+/// streamed one only if it came back unsent.
+enum Resend {
+    Buffered {
+        method: Method,
+        uri: Uri,
+        headers: HeaderMap,
+        body: Bytes,
+    },
+    Streaming(Option<Request<UpstreamBody>>),
+}
+
+impl Resend {
+    /// Reads a small body in full when `replayable`; otherwise leaves it streaming.
+    async fn new(
+        req: Request<Incoming>,
+        replayable: bool,
+        limit: Option<u64>,
+    ) -> Result<Resend, ProxyError> {
+        let (parts, body) = req.into_parts();
+        let cap = limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+        if !replayable {
+            let req = Request::from_parts(parts, UpstreamBody::Streaming(Limited::new(body, cap)));
+            return Ok(Resend::Streaming(Some(req)));
+        }
+        let body = if body.is_end_stream() {
+            Bytes::new()
+        } else {
+            Limited::new(body, cap)
+                .collect()
+                .await
+                .map_err(|e| match e.downcast::<LengthLimitError>() {
+                    Ok(_) => ProxyError::BodyTooLarge(limit.unwrap_or(0)),
+                    Err(e) => ProxyError::ClientBody(e.to_string()),
+                })?
+                .to_bytes()
+        };
+        Ok(Resend::Buffered {
+            method: parts.method,
+            uri: parts.uri,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    fn take(&mut self) -> Option<Request<UpstreamBody>> {
+        match self {
+            Resend::Streaming(req) => req.take(),
+            Resend::Buffered {
+                method,
+                uri,
+                headers,
+                body,
+            } => {
+                let mut req = Request::new(UpstreamBody::Buffered(Some(body.clone())));
+                *req.method_mut() = method.clone();
+                *req.uri_mut() = uri.clone();
+                *req.headers_mut() = headers.clone();
+                Some(req)
             }
         }
     }
+
+    fn give_back(&mut self, req: Request<UpstreamBody>) {
+        if let Resend::Streaming(slot) = self {
+            *slot = Some(req);
+        }
+    }
+
+    fn available(&self) -> bool {
+        match self {
+            Resend::Streaming(req) => req.is_some(),
+            Resend::Buffered { .. } => true,
+        }
+    }
+}
+
+/// Why an exchange failed, with the request when it provably was not sent.
+struct Failure {
+    error: ProxyError,
+    unsent: Option<Request<UpstreamBody>>,
+}
+
+impl From<ProxyError> for Failure {
+    fn from(error: ProxyError) -> Self {
+        Failure {
+            error,
+            unsent: None,
+        }
+    }
+}
+
+/// Sends `req` to `backend` on a pooled connection and returns the response with its
+/// body streaming from that connection. Feeds the backend's health and latency.
+async fn exchange(
+    backend: &Arc<Backend>,
+    req: Request<UpstreamBody>,
+    state: &State,
+    deadline: Instant,
+) -> Result<Response<ProxyBody>, Failure> {
+    let stats = &backend.stats;
+    let passive = &state.config.passive;
+    stats.requests.fetch_add(1, Ordering::Relaxed);
+    stats.in_flight.fetch_add(1, Ordering::Relaxed);
+    let started = Instant::now();
+    let left = deadline
+        .saturating_duration_since(started)
+        .max(Duration::from_millis(1));
+    let timeouts = state.timeouts();
+    let result = send(
+        backend,
+        req,
+        timeouts.connect.min(left),
+        timeouts.response.min(left),
+    )
     .await;
     match result {
-        Ok((resp, conn)) => Ok(forward::response(resp).map(|body| ProxyBody::upstream(body, conn))),
-        Err(e) => {
-            stats.in_flight.fetch_sub(1, Ordering::Relaxed);
-            stats.failures.fetch_add(1, Ordering::Relaxed);
-            Err(e)
+        Ok((resp, conn)) => {
+            backend.latency.observe(started.elapsed());
+            if passive.statuses.contains(&resp.status().as_u16()) {
+                backend.health.on_failure(backend.addr, passive);
+            } else {
+                backend.health.on_success(backend.addr);
+            }
+            Ok(forward::response(resp).map(|body| ProxyBody::upstream(body, conn)))
         }
+        Err(failure) => {
+            stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+            if counts_against_backend(&failure.error) {
+                stats.failures.fetch_add(1, Ordering::Relaxed);
+                backend.health.on_failure(backend.addr, passive);
+            }
+            Err(failure)
+        }
+    }
+}
+
+async fn send(
+    backend: &Arc<Backend>,
+    mut req: Request<UpstreamBody>,
+    connect: Duration,
+    response: Duration,
+) -> Result<(Response<Incoming>, crate::pool::PooledConn), Failure> {
+    let mut conn = match backend.checkout(connect).await {
+        Ok(c) => c,
+        Err(error) => {
+            return Err(Failure {
+                error,
+                unsent: Some(req),
+            })
+        }
+    };
+    loop {
+        let sent = tokio::time::timeout(response, conn.sender().try_send_request(req)).await;
+        match sent {
+            Err(_) => return Err(ProxyError::ResponseTimeout(backend.addr).into()),
+            Ok(Ok(resp)) => return Ok((resp, conn)),
+            Ok(Err(mut e)) => match e.take_message() {
+                // A pooled connection the backend closed meanwhile hands the request
+                // back unsent: a fresh connection to the same backend is safe.
+                Some(unsent) if conn.reused => {
+                    debug!(backend = %backend.addr, "pooled connection closed, reconnecting: {}", e.error());
+                    req = unsent;
+                    conn = match backend.connect(connect).await {
+                        Ok(c) => c,
+                        Err(error) => {
+                            return Err(Failure {
+                                error,
+                                unsent: Some(req),
+                            })
+                        }
+                    };
+                }
+                unsent => {
+                    let error = ProxyError::Upstream {
+                        addr: backend.addr,
+                        unsent: unsent.is_some(),
+                        source: e.into_error(),
+                    };
+                    return Err(Failure { error, unsent });
+                }
+            },
+        }
+    }
+}
+
+/// Failures that are the backend's doing; a client body that broke off is not.
+fn counts_against_backend(err: &ProxyError) -> bool {
+    match err {
+        ProxyError::Upstream { source, .. } => !source.is_user(),
+        e => e.is_backend_failure(),
     }
 }
 
@@ -145,17 +331,21 @@ fn declared_length<B>(req: &Request<B>) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// A streamed body that outgrew the limit shows up as an upstream error; it is the
-/// client's fault (413), not the backend's.
-fn body_limit(err: ProxyError, limit: Option<u64>) -> ProxyError {
-    if let (ProxyError::Upstream { source, .. }, Some(limit)) = (&err, limit) {
-        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source);
-        while let Some(c) = cause {
-            if c.is::<LengthLimitError>() {
-                return ProxyError::BodyTooLarge(limit);
-            }
-            cause = c.source();
-        }
+/// A streamed request body that failed shows up as an upstream error; it is the
+/// client's doing: 413 past the limit, 400 otherwise.
+fn body_error(err: ProxyError, limit: Option<u64>) -> ProxyError {
+    let ProxyError::Upstream { source, .. } = &err else {
+        return err;
+    };
+    if !source.is_user() {
+        return err;
     }
-    err
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source);
+    while let Some(c) = cause {
+        if c.is::<LengthLimitError>() {
+            return ProxyError::BodyTooLarge(limit.unwrap_or(0));
+        }
+        cause = c.source();
+    }
+    ProxyError::ClientBody(source.to_string())
 }

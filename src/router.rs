@@ -7,8 +7,8 @@ use http::uri::Authority;
 use http::{header, Method, Request, Version};
 
 use crate::balancer::Balancer;
+use crate::config::HealthCheck;
 use crate::error::ProxyError;
-use crate::upstream::Backend;
 
 /// The host a request asked for, as the router and the backend need it.
 #[derive(Debug, Clone)]
@@ -26,12 +26,14 @@ pub struct Target {
 pub struct Site {
     /// The host-table key (`name` or `name:port`).
     pub key: String,
-    /// Backends in configuration order.
-    pub backends: Vec<Arc<Backend>>,
-    /// Chooses a backend per request.
+    /// The backends and the algorithm that chooses one per request.
     pub balancer: Balancer,
     /// Largest accepted request body, if limited.
     pub max_body_bytes: Option<u64>,
+    /// Attempts per request (1 = no retry).
+    pub tries: u32,
+    /// Active health check of the backends, if any.
+    pub health: Option<HealthCheck>,
 }
 
 /// Host table, matched case-insensitively; an explicit port in a key wins over the bare name.

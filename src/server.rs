@@ -36,7 +36,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the configured listen address.
+    /// Binds the configured listen address (inside a tokio runtime: it starts the
+    /// health checkers).
     pub fn bind(config: Config) -> io::Result<Server> {
         let addr = config.listen;
         let socket = if addr.is_ipv4() {
@@ -48,9 +49,11 @@ impl Server {
         socket.set_reuseaddr(true)?;
         socket.bind(addr)?;
         let listener = socket.listen(BACKLOG)?;
+        let state = State::build(config, None);
+        state.start_health_checks();
         Ok(Server {
             listener,
-            state: Arc::new(ArcSwap::from_pointee(State::build(config, None))),
+            state: Arc::new(ArcSwap::from_pointee(state)),
         })
     }
 
@@ -129,6 +132,7 @@ pub fn reload(state: &ArcSwap<State>, config: Config) {
         );
     }
     let next = State::build(config, Some(&current));
+    next.start_health_checks();
     state.store(Arc::new(next));
 }
 

@@ -4,8 +4,11 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::balancer::Balancer;
+use tokio::sync::watch;
+
+use crate::balancer::{Balancer, Member};
 use crate::config::{Config, Timeouts};
+use crate::health;
 use crate::router::{Router, Site};
 use crate::upstream::Backend;
 
@@ -18,10 +21,12 @@ pub struct State {
     pub router: Router,
     /// Every backend by address, shared between sites.
     pub backends: HashMap<SocketAddr, Arc<Backend>>,
+    /// Dropped with the state, which stops this generation's health checkers.
+    checks_alive: watch::Sender<()>,
 }
 
 impl State {
-    /// Builds the state for `config`, reusing the backends (pools and counters) of
+    /// Builds the state for `config`, reusing the backends (pools, counters, health) of
     /// `previous` that are still configured, so a reload keeps warm connections.
     pub fn build(config: Config, previous: Option<&State>) -> State {
         let mut backends: HashMap<SocketAddr, Arc<Backend>> = HashMap::new();
@@ -30,34 +35,53 @@ impl State {
             let members = host
                 .backends
                 .iter()
-                .map(|addr| {
-                    backends
-                        .entry(*addr)
+                .map(|b| Member {
+                    backend: backends
+                        .entry(b.addr)
                         .or_insert_with(|| {
                             previous
-                                .and_then(|p| p.backends.get(addr).cloned())
+                                .and_then(|p| p.backends.get(&b.addr).cloned())
                                 .unwrap_or_else(|| {
                                     Arc::new(Backend::new(
-                                        *addr,
+                                        b.addr,
                                         config.limits.max_idle_per_backend,
                                         config.timeouts.upstream_idle,
                                     ))
                                 })
                         })
-                        .clone()
+                        .clone(),
+                    weight: b.weight,
                 })
                 .collect();
             sites.push(Arc::new(Site {
                 key: host.key(),
-                backends: members,
-                balancer: Balancer::new(host.balance),
+                balancer: Balancer::new(host.balance, &host.hash_key, members, host.fail_open),
                 max_body_bytes: host.max_body_bytes.or(config.limits.max_body_bytes),
+                tries: host.tries.unwrap_or(config.retries.tries),
+                health: host.health.clone(),
             }));
         }
         State {
             config: Arc::new(config),
             router: Router::new(sites),
             backends,
+            checks_alive: watch::channel(()).0,
+        }
+    }
+
+    /// Starts the active health checkers of this generation (inside a tokio runtime).
+    pub fn start_health_checks(&self) {
+        for site in self.router.sites() {
+            if let Some(check) = &site.health {
+                let backends: Vec<Arc<Backend>> = site
+                    .balancer
+                    .members()
+                    .iter()
+                    .map(|m| m.backend.clone())
+                    .collect();
+                let host = site.key.clone();
+                health::spawn_checks(&host, check, &backends, &self.checks_alive.subscribe());
+            }
         }
     }
 

@@ -11,6 +11,7 @@ use tracing::debug;
 
 use crate::body::UpstreamBody;
 use crate::error::ProxyError;
+use crate::health::{Health, PeakEwma};
 use crate::pool::{Pool, PooledConn};
 
 /// Largest read buffer of an upstream connection, and so the largest response head a
@@ -26,6 +27,10 @@ pub struct Backend {
     pool: Pool,
     /// Counters a status page and health logic read.
     pub stats: BackendStats,
+    /// Passive and active health.
+    pub health: Health,
+    /// Response-time estimate for `p2c`.
+    pub latency: PeakEwma,
 }
 
 /// Per-backend counters, all monotonic except `in_flight`.
@@ -39,6 +44,8 @@ pub struct BackendStats {
     pub in_flight: AtomicU64,
     /// TCP connections opened.
     pub connects: AtomicU64,
+    /// Requests that failed here and were retried on another backend.
+    pub retried: AtomicU64,
 }
 
 impl Backend {
@@ -48,6 +55,8 @@ impl Backend {
             addr,
             pool: Pool::new(max_idle, idle_timeout),
             stats: BackendStats::default(),
+            health: Health::default(),
+            latency: PeakEwma::default(),
         }
     }
 

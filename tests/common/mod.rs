@@ -14,7 +14,7 @@ use hyper::body::{Frame, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use relevo::config::{Balance, Config, HostConfig};
+use relevo::config::{Balance, Config, HashKey, HostConfig};
 use relevo::Server;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -28,9 +28,13 @@ pub fn host(name: &str, backends: &[SocketAddr]) -> HostConfig {
     HostConfig {
         name: name.into(),
         port: None,
-        backends: backends.to_vec(),
+        backends: backends.iter().map(|&a| a.into()).collect(),
         balance: Balance::RoundRobin,
+        hash_key: HashKey::ClientIp,
         max_body_bytes: None,
+        fail_open: false,
+        tries: None,
+        health: None,
     }
 }
 
