@@ -5,7 +5,7 @@
 //! consistent hashing on a ketama ring.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use http::{header, HeaderMap};
@@ -42,8 +42,8 @@ enum Algorithm {
     /// Current weights of smooth weighted round-robin, one per member.
     RoundRobin(Mutex<Vec<i64>>),
     Random,
-    /// Rotating start, so equal loads do not always pick the first member.
-    LeastConn(AtomicUsize),
+    /// Ties on load are broken by smooth weighted round-robin, as nginx does.
+    LeastConn(Mutex<Vec<i64>>),
     P2c,
     /// Ring of (point, member index), sorted by point.
     Hash {
@@ -72,7 +72,7 @@ impl Balancer {
         let algorithm = match kind {
             Balance::RoundRobin => Algorithm::RoundRobin(Mutex::new(vec![0; members.len()])),
             Balance::Random => Algorithm::Random,
-            Balance::LeastConn => Algorithm::LeastConn(AtomicUsize::new(0)),
+            Balance::LeastConn => Algorithm::LeastConn(Mutex::new(vec![0; members.len()])),
             Balance::P2c => Algorithm::P2c,
             Balance::Hash => Algorithm::Hash {
                 key: hash_key.clone(),
@@ -151,50 +151,29 @@ impl Balancer {
                 .load(Ordering::Relaxed) as i64
         };
         Some(match &self.algorithm {
-            Algorithm::RoundRobin(current) => {
-                let mut current = current.lock().unwrap_or_else(|p| p.into_inner());
-                let total: i64 = candidates.iter().map(|&i| weight(i)).sum();
-                let mut best = candidates[0];
-                for &i in &candidates {
-                    current[i] += weight(i);
-                    if current[i] > current[best] {
-                        best = i;
+            Algorithm::RoundRobin(current) => self.smooth_round_robin(current, &candidates),
+            Algorithm::Random => self.weighted_random(&candidates, None),
+            Algorithm::LeastConn(current) => {
+                // in_flight(i)/weight(i) compared without division.
+                let load_lt =
+                    |a: usize, b: usize| in_flight(a) * weight(b) < in_flight(b) * weight(a);
+                let best = candidates.iter().copied().fold(candidates[0], |b, i| {
+                    if load_lt(i, b) {
+                        i
+                    } else {
+                        b
                     }
-                }
-                current[best] -= total;
-                best
-            }
-            Algorithm::Random => {
-                let total: i64 = candidates.iter().map(|&i| weight(i)).sum();
-                let mut r = rand::thread_rng().gen_range(0..total);
-                *candidates
+                });
+                let tied: Vec<usize> = candidates
                     .iter()
-                    .find(|&&i| {
-                        r -= weight(i);
-                        r < 0
-                    })
-                    .unwrap_or(&candidates[0])
-            }
-            Algorithm::LeastConn(start) => {
-                let offset = start.fetch_add(1, Ordering::Relaxed);
-                let n = candidates.len();
-                let mut best = candidates[offset % n];
-                for k in 1..n {
-                    let i = candidates[(offset + k) % n];
-                    // in_flight(i)/weight(i) < in_flight(best)/weight(best), without division.
-                    if in_flight(i) * weight(best) < in_flight(best) * weight(i) {
-                        best = i;
-                    }
-                }
-                best
+                    .copied()
+                    .filter(|&i| !load_lt(best, i))
+                    .collect();
+                self.smooth_round_robin(current, &tied)
             }
             Algorithm::P2c => {
-                let mut rng = rand::thread_rng();
-                let a = candidates[rng.gen_range(0..candidates.len())];
-                let mut b = candidates[rng.gen_range(0..candidates.len() - 1)];
-                if b == a {
-                    b = candidates[candidates.len() - 1];
-                }
+                let a = self.weighted_random(&candidates, None);
+                let b = self.weighted_random(&candidates, Some(a));
                 let (la, lb) = (in_flight(a) * weight(b), in_flight(b) * weight(a));
                 if la != lb {
                     if la < lb {
@@ -223,6 +202,44 @@ impl Balancer {
         })
     }
 
+    /// A candidate drawn in proportion to its weight, other than `skip`.
+    fn weighted_random(&self, candidates: &[usize], skip: Option<usize>) -> usize {
+        let weight = |i: usize| {
+            if Some(i) == skip {
+                0
+            } else {
+                u64::from(self.members[i].weight)
+            }
+        };
+        let total: u64 = candidates.iter().map(|&i| weight(i)).sum();
+        let mut r = rand::thread_rng().gen_range(0..total.max(1));
+        for &i in candidates {
+            if r < weight(i) {
+                return i;
+            }
+            r -= weight(i);
+        }
+        candidates[0]
+    }
+
+    /// nginx's smooth weighted round-robin over `candidates`: each gains its weight,
+    /// the richest is chosen and pays the total, so weights 5,1,1 give a a b a c a a.
+    fn smooth_round_robin(&self, current: &Mutex<Vec<i64>>, candidates: &[usize]) -> usize {
+        let mut current = current.lock().unwrap_or_else(|p| p.into_inner());
+        let mut total = 0;
+        let mut best = candidates[0];
+        for &i in candidates {
+            let w = i64::from(self.members[i].weight);
+            current[i] += w;
+            total += w;
+            if current[i] > current[best] {
+                best = i;
+            }
+        }
+        current[best] -= total;
+        best
+    }
+
     /// A human account of how a request would be routed, for `relevo route`.
     pub fn explain(
         &self,
@@ -240,7 +257,7 @@ impl Balancer {
             Algorithm::LeastConn(_) => "least-conn: the member with the fewest in-flight requests per unit of weight (all idle in a dry run)".into(),
             Algorithm::P2c => "p2c: two random members, the one with fewer in-flight requests (then lower peak-EWMA latency)".into(),
             Algorithm::Hash { key, .. } => format!(
-                "hash on {key} = {:?} -> {:#018x} on a ketama ring of {} points",
+                "hash on {key} = {:?} -> {:#018x} on a ketama ring ({} points per unit of weight)",
                 key_value(key, client, headers, path),
                 affinity.unwrap_or(0),
                 RING_POINTS

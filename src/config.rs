@@ -1061,6 +1061,71 @@ balance = "random"
     }
 
     #[test]
+    fn balancing_health_and_retry_options() {
+        let c = parse(
+            r#"
+[passive]
+failures = 5
+eject = "1s"
+statuses = [502, 503]
+[retries]
+tries = 2
+budget = "5s"
+[hosts."app.test"]
+backends = ["127.0.0.1:1", { addr = "127.0.0.1:2", weight = 3 }]
+balance = "hash"
+hash_key = "cookie:sid"
+fail_open = true
+tries = 4
+[hosts."app.test".health]
+path = "/healthz"
+interval = "500ms"
+expect = "200-299"
+"#,
+        )
+        .unwrap();
+        let h = &c.hosts[0];
+        assert_eq!(h.backends[1].weight, 3);
+        assert_eq!(h.balance, Balance::Hash);
+        assert_eq!(h.hash_key, HashKey::Cookie("sid".into()));
+        assert!(h.fail_open);
+        assert_eq!(h.tries, Some(4));
+        let hc = h.health.as_ref().unwrap();
+        assert_eq!(
+            (hc.path.as_str(), hc.interval, hc.expect, hc.rise, hc.fall),
+            ("/healthz", Duration::from_millis(500), (200, 299), 2, 3)
+        );
+        assert_eq!(
+            (c.passive.failures, c.passive.statuses.clone()),
+            (5, vec![502, 503])
+        );
+        assert_eq!(
+            (c.retries.tries, c.retries.budget),
+            (2, Duration::from_secs(5))
+        );
+    }
+
+    #[test]
+    fn option_errors_name_line_and_problem() {
+        let cases = [
+            ("[hosts]\n\"a\" = [{ addr = \"1.1.1.1\", weight = 0 }]\n", "t.toml:2:37: weight must be between 1 and 1000"),
+            ("[hosts.\"a\"]\nbackends = [\"1.1.1.1\"]\nhash_key = \"body\"\n", "t.toml:3:12: bad hash_key `body`"),
+            ("[hosts.\"a\"]\nbackends = [\"1.1.1.1\"]\n[hosts.\"a\".health]\nexpect = \"299-200\"\n", "t.toml:4:10: health.expect `299-200`"),
+            ("[hosts.\"a\"]\nbackends = [\"1.1.1.1\"]\n[hosts.\"a\".health]\npath = \"healthz\"\n", "t.toml:4:8: health.path `healthz` must be a path"),
+            ("[passive]\nstatuses = [404]\n[hosts]\n\"a\" = [\"1.1.1.1\"]\n", "t.toml:2:13: passive.statuses: 404 is not a 5xx status"),
+            ("[retries]\ntries = 0\n[hosts]\n\"a\" = [\"1.1.1.1\"]\n", "t.toml:2:9: retries.tries must be at least 1"),
+            ("[hosts]\n\"a\" = [{ addr = \"1.1.1.1\", wieght = 2 }]\n", "t.toml:2:"),
+        ];
+        for (text, want) in cases {
+            let got = parse(text).unwrap_err();
+            assert!(
+                got.starts_with(want),
+                "for {text:?}\n got: {got}\nwant: {want}"
+            );
+        }
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
         assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));

@@ -16,6 +16,7 @@ pub mod guard;
 pub mod health;
 pub mod pool;
 pub mod proxy;
+pub mod route;
 pub mod router;
 pub mod server;
 pub mod state;

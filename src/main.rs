@@ -33,6 +33,20 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Dry run: which host entry and backend a request would reach, and why.
+    Route {
+        /// The TOML configuration file.
+        #[arg(short, long)]
+        config: PathBuf,
+        /// The request target: `http://host/path` or `/path` with `-H 'Host: ...'`.
+        url: String,
+        /// A request header, `Name: value` (repeatable).
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        /// The client address, for `hash_key = "client-ip"`.
+        #[arg(long, default_value = "127.0.0.1")]
+        client: std::net::IpAddr,
+    },
     /// Run the proxy in front of three built-in demo backends, no file needed.
     Demo {
         /// Address to listen on.
@@ -67,6 +81,30 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
+        Command::Route {
+            config,
+            url,
+            headers,
+            client,
+        } => {
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            match relevo::route::explain(config, &url, &headers, client) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(refusal) => {
+                    println!("refused:  {refusal}");
+                    ExitCode::from(EXIT_RUNTIME)
+                }
+            }
+        }
         Command::Run {
             config: path,
             threads,
@@ -154,10 +192,10 @@ async fn serve(config: Config, path: Option<PathBuf>) -> ExitCode {
     for h in &config.hosts {
         let list: Vec<String> = h.backends.iter().map(|b| b.to_string()).collect();
         info!(
-            "host {} -> [{}] ({:?})",
+            "host {} -> [{}] ({})",
             h.key(),
             list.join(", "),
-            h.balance
+            h.balance.name()
         );
     }
     let state = server.state();

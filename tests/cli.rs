@@ -390,3 +390,44 @@ async fn counting_backend() -> SocketAddr {
     });
     addr
 }
+
+#[test]
+fn route_explains_host_algorithm_and_backend() {
+    let (_dir, path) = write_config(
+        "[hosts]\n\"solo.test\" = [\"127.0.0.1:1\"]\n[hosts.\"app.test\"]\nbackends = [\"127.0.0.1:19101\", { addr = \"127.0.0.1:19102\", weight = 3 }]\nbalance = \"hash\"\nhash_key = \"header:X-User\"\n",
+    );
+    let route = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .args(["route", "--config", &path])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, text) = route(&["http://app.test/p", "-H", "X-User: alice"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("entry `app.test`") && text.contains("hash on header:x-user = \"alice\""),
+        "{text}"
+    );
+    // The same key always lands on the same backend.
+    let backend = |t: &str| {
+        t.lines()
+            .find(|l| l.starts_with("backend:"))
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        backend(&text),
+        backend(&route(&["http://app.test/other", "-H", "X-User: alice"]).1)
+    );
+    let (code, text) = route(&["/", "-H", "Host: solo.test"]);
+    assert_eq!(code, Some(0));
+    assert!(text.contains("backend:  127.0.0.1:1 "), "{text}");
+    let (code, text) = route(&["http://other.test/"]);
+    assert_eq!(code, Some(1));
+    assert!(text.contains("403"), "{text}");
+}

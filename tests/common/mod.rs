@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,7 +41,15 @@ pub fn host(name: &str, backends: &[SocketAddr]) -> HostConfig {
 /// relevo running in this process on an ephemeral port; stops when dropped.
 pub struct Proxy {
     pub addr: SocketAddr,
+    pub state: Arc<arc_swap::ArcSwap<relevo::state::State>>,
     stop: Option<oneshot::Sender<()>>,
+}
+
+impl Proxy {
+    /// The live counters and health of the backend at `addr`.
+    pub fn backend(&self, addr: SocketAddr) -> Arc<relevo::upstream::Backend> {
+        self.state.load().backends[&addr].clone()
+    }
 }
 
 impl Drop for Proxy {
@@ -59,12 +67,14 @@ pub fn start_proxy(hosts: Vec<HostConfig>, tweak: impl FnOnce(&mut Config)) -> P
     tweak(&mut config);
     let server = Server::bind(config).expect("bind");
     let addr = server.local_addr().unwrap();
+    let state = server.state();
     let (tx, rx) = oneshot::channel();
     tokio::spawn(server.run(async {
         let _ = rx.await;
     }));
     Proxy {
         addr,
+        state,
         stop: Some(tx),
     }
 }
@@ -90,6 +100,10 @@ pub struct Backend {
     pub name: String,
     pub connections: Arc<AtomicUsize>,
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// Status `/healthz` answers (200 until changed).
+    pub health: Arc<AtomicU16>,
+    /// Delay before every answer, in milliseconds.
+    pub delay_ms: Arc<AtomicU64>,
 }
 
 impl Backend {
@@ -116,6 +130,8 @@ pub async fn backend(name: &str) -> Backend {
         name: name.to_string(),
         connections: Arc::new(AtomicUsize::new(0)),
         seen: Arc::new(Mutex::new(Vec::new())),
+        health: Arc::new(AtomicU16::new(200)),
+        delay_ms: Arc::new(AtomicU64::new(0)),
     };
     let shared = b.clone();
     tokio::spawn(async move {
@@ -137,6 +153,15 @@ fn full(s: impl Into<Bytes>) -> TestBody {
 
 async fn answer(b: Backend, req: Request<Incoming>) -> Result<Response<TestBody>, Infallible> {
     let (parts, body) = req.into_parts();
+    if parts.uri.path() == "/healthz" {
+        let mut resp = Response::new(full("health"));
+        *resp.status_mut() = StatusCode::from_u16(b.health.load(Ordering::SeqCst)).unwrap();
+        return Ok(resp);
+    }
+    let delay = b.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
     let body = body
         .collect()
         .await
