@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Benchmarks relevo beside nginx and HAProxy with the shared harness.
-#   bench/run.sh [compare.sh options...]     e.g. bench/run.sh --quick
+#   bench/run.sh [compare.sh options...]          e.g. bench/run.sh --quick
+#   ALGOS=1 bench/run.sh ...                      also relevo with least-conn and p2c
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 HARNESS=${HARNESS:-$ROOT/../shared/bench/compare.sh}
 cargo build --release --manifest-path "$ROOT/Cargo.toml" >&2
-exec "$HARNESS" \
-    --candidate "$ROOT/target/release/relevo run --config {config}" \
-    --candidate-config "$ROOT/bench/relevo.toml.in" \
-    --candidate-name relevo "$@"
+BIN=$ROOT/target/release/relevo
+args=(--candidate "$BIN run --config {config}" --candidate-config "$ROOT/bench/relevo.toml.in" --candidate-name relevo)
+if [[ ${ALGOS:-0} == 1 ]]; then
+    for algo in least-conn p2c; do
+        args+=(--candidate "$BIN run --config {config}" --candidate-config "$ROOT/bench/relevo-$algo.toml.in"
+               --candidate-name "relevo-$algo")
+    done
+fi
+exec "$HARNESS" "${args[@]}" "$@"

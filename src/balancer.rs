@@ -16,6 +16,9 @@ use crate::error::ProxyError;
 use crate::health::{now_ms, Availability};
 use crate::upstream::Backend;
 
+/// How much faster (peak-EWMA) a backend must be to win a p2c tie on load.
+const LATENCY_MARGIN: f64 = 1.5;
+
 /// Points per unit of weight on the hash ring: enough for an even spread (ketama uses 160).
 const RING_POINTS: u32 = 160;
 
@@ -181,9 +184,11 @@ impl Balancer {
                     } else {
                         b
                     }
-                } else if self.members[b].backend.latency.get()
+                } else if self.members[b].backend.latency.get() * LATENCY_MARGIN
                     < self.members[a].backend.latency.get()
                 {
+                    // Only a clearly faster backend wins the tie: sub-millisecond jitter
+                    // between equal backends must not send all traffic to one of them.
                     b
                 } else {
                     a

@@ -1,25 +1,93 @@
 //! Body types on both hops. Bodies stream frame by frame: nothing here buffers more
 //! than the frame in hand, so memory per exchange is bounded by hyper's buffers.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::StatusCode;
 use http_body_util::Limited;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use tokio::time::Sleep;
 use tracing::info;
 
 use crate::pool::PooledConn;
 
+/// The client stopped sending its body for longer than `timeouts.client_body`.
+#[derive(Debug, thiserror::Error)]
+#[error("no request body data for {0:?}")]
+pub struct BodyTimeout(pub Duration);
+
+/// The client's request body: capped at the site's limit, and failing when the client
+/// pauses longer than `idle`, so a slow upload cannot hold a backend connection.
+#[derive(Debug)]
+pub struct ClientBody {
+    inner: Limited<Incoming>,
+    idle: Duration,
+    /// Armed while waiting for the next piece; created on the first wait only.
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl ClientBody {
+    /// Wraps the client's body with a size cap and an idle timeout.
+    pub fn new(body: Incoming, cap: usize, idle: Duration) -> ClientBody {
+        ClientBody {
+            inner: Limited::new(body, cap),
+            idle,
+            timer: None,
+        }
+    }
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                if let Some(timer) = this.timer.as_mut() {
+                    timer
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + this.idle);
+                }
+                Poll::Ready(frame)
+            }
+            Poll::Pending => {
+                let idle = this.idle;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimeout(idle))))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Body of a request sent to a backend.
 #[derive(Debug)]
 pub enum UpstreamBody {
-    /// The client's body, streamed as it arrives, capped at the site's limit.
-    Streaming(Limited<Incoming>),
+    /// The client's body, streamed as it arrives.
+    Streaming(ClientBody),
     /// A small body read in full first, so that it can be sent again on a retry.
     Buffered(Option<Bytes>),
 }
@@ -86,6 +154,16 @@ impl ProxyBody {
         ProxyBody {
             inner: Inner::Upstream(body),
             conn: Some(conn),
+            log: None,
+            failed: false,
+        }
+    }
+
+    /// An empty body (101 Switching Protocols, CONNECT's 200).
+    pub fn empty() -> ProxyBody {
+        ProxyBody {
+            inner: Inner::Page(None),
+            conn: None,
             log: None,
             failed: false,
         }

@@ -36,6 +36,8 @@ pub struct Config {
     pub passive: Passive,
     /// When and how often a failed request is tried on another backend.
     pub retries: Retries,
+    /// `CONNECT host:port` targets relevo tunnels to (none by default: 403).
+    pub connect_allow: Vec<ConnectRule>,
     /// The host table, in file order.
     pub hosts: Vec<HostConfig>,
 }
@@ -53,6 +55,12 @@ pub struct Timeouts {
     pub upstream_idle: Duration,
     /// How long a graceful stop waits for in-flight requests.
     pub shutdown: Duration,
+    /// Longest pause between two pieces of a request body (slow upload: 408).
+    pub client_body: Duration,
+    /// Longest a response write may stay blocked (a client that stops reading).
+    pub client_send: Duration,
+    /// Longest silence in both directions of an upgraded (WebSocket) or CONNECT tunnel.
+    pub tunnel_idle: Duration,
 }
 
 /// Limits that keep one client from taking more than its share.
@@ -68,6 +76,10 @@ pub struct Limits {
     pub max_connections: usize,
     /// Most idle pooled connections kept per backend.
     pub max_idle_per_backend: usize,
+    /// Longest request target in bytes; longer gets 414.
+    pub max_uri_bytes: usize,
+    /// Requests served on one client connection before it is closed; `None` = no limit.
+    pub max_requests_per_connection: Option<u64>,
 }
 
 /// One entry of the host table.
@@ -91,6 +103,30 @@ pub struct HostConfig {
     pub tries: Option<u32>,
     /// Active health check, if configured.
     pub health: Option<HealthCheck>,
+}
+
+/// One allowed `CONNECT` target: a host (or `*.suffix`) and a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectRule {
+    /// Lower-case host, or `*.example.com` for any subdomain.
+    pub host: String,
+    /// The only port allowed.
+    pub port: u16,
+}
+
+impl ConnectRule {
+    /// Whether `host:port` (host lower-case) is allowed by this rule.
+    pub fn allows(&self, host: &str, port: u16) -> bool {
+        port == self.port
+            && match self.host.strip_prefix("*.") {
+                Some(suffix) => {
+                    host.len() > suffix.len() + 1
+                        && host.ends_with(suffix)
+                        && host[..host.len() - suffix.len()].ends_with('.')
+                }
+                None => host == self.host,
+            }
+    }
 }
 
 /// A backend of a host and its share of the traffic.
@@ -336,6 +372,7 @@ impl Config {
             limits: Limits::default(),
             passive: Passive::default(),
             retries: Retries::default(),
+            connect_allow: Vec::new(),
             hosts,
         }
     }
@@ -349,6 +386,9 @@ impl Default for Timeouts {
             client_header: Duration::from_secs(30),
             upstream_idle: Duration::from_secs(60),
             shutdown: Duration::from_secs(10),
+            client_body: Duration::from_secs(30),
+            client_send: Duration::from_secs(60),
+            tunnel_idle: Duration::from_secs(300),
         }
     }
 }
@@ -361,6 +401,8 @@ impl Default for Limits {
             max_body_bytes: None,
             max_connections: 10_000,
             max_idle_per_backend: 1024,
+            max_uri_bytes: 8192,
+            max_requests_per_connection: None,
         }
     }
 }
@@ -396,6 +438,8 @@ struct RawConfig {
     passive: RawPassive,
     #[serde(default)]
     retries: RawRetries,
+    #[serde(default)]
+    connect: RawConnect,
     // Neither keys nor values are `Spanned`: toml cannot span `[hosts."name"]` tables.
     // Errors about an entry point at where its key is written (see `key_span`).
     #[serde(default)]
@@ -410,6 +454,9 @@ struct RawTimeouts {
     client_header: Option<Spanned<DurationValue>>,
     upstream_idle: Option<Spanned<DurationValue>>,
     shutdown: Option<Spanned<DurationValue>>,
+    client_body: Option<Spanned<DurationValue>>,
+    client_send: Option<Spanned<DurationValue>>,
+    tunnel_idle: Option<Spanned<DurationValue>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -420,6 +467,8 @@ struct RawLimits {
     max_body_bytes: Option<u64>,
     max_connections: Option<Spanned<usize>>,
     max_idle_per_backend: Option<usize>,
+    max_uri_bytes: Option<Spanned<usize>>,
+    max_requests_per_connection: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -429,6 +478,13 @@ struct RawPassive {
     eject: Option<Spanned<DurationValue>>,
     max_eject: Option<Spanned<DurationValue>>,
     statuses: Option<Vec<Spanned<u16>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConnect {
+    #[serde(default)]
+    allow: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -655,6 +711,9 @@ impl RawConfig {
             client_header: positive(&t.client_header, d.client_header, "timeouts.client_header")?,
             upstream_idle: positive(&t.upstream_idle, d.upstream_idle, "timeouts.upstream_idle")?,
             shutdown: t.shutdown.as_ref().map_or(d.shutdown, |s| s.get_ref().0),
+            client_body: positive(&t.client_body, d.client_body, "timeouts.client_body")?,
+            client_send: positive(&t.client_send, d.client_send, "timeouts.client_send")?,
+            tunnel_idle: positive(&t.tunnel_idle, d.tunnel_idle, "timeouts.tunnel_idle")?,
         };
         let l = &self.limits;
         let dl = &defaults.limits;
@@ -674,6 +733,21 @@ impl RawConfig {
                 "limits.max_connections",
             )?,
             max_idle_per_backend: l.max_idle_per_backend.unwrap_or(dl.max_idle_per_backend),
+            max_uri_bytes: at_least(
+                &l.max_uri_bytes,
+                dl.max_uri_bytes,
+                64,
+                "limits.max_uri_bytes",
+            )?,
+            max_requests_per_connection: match &l.max_requests_per_connection {
+                Some(m) if *m.get_ref() == 0 => {
+                    return Err((
+                        m.span(),
+                        "limits.max_requests_per_connection must be at least 1".into(),
+                    ))
+                }
+                m => m.as_ref().map(|m| *m.get_ref()),
+            },
         };
 
         let mut entries: Vec<_> = self
@@ -790,6 +864,22 @@ impl RawConfig {
             limits,
             passive: self.passive.validate()?,
             retries: self.retries.validate()?,
+            connect_allow: self
+                .connect
+                .allow
+                .iter()
+                .map(|rule| {
+                    parse_connect_rule(rule.get_ref()).ok_or_else(|| {
+                        (
+                            rule.span(),
+                            format!(
+                                "connect.allow `{}`: expected HOST:PORT or *.DOMAIN:PORT",
+                                rule.get_ref()
+                            ),
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?,
             hosts,
         })
     }
@@ -896,6 +986,21 @@ fn validate_health(h: &RawHealth) -> Result<HealthCheck, Invalid> {
         rise: count(&h.rise, 2, "rise")?,
         fall: count(&h.fall, 3, "fall")?,
         expect,
+    })
+}
+
+fn parse_connect_rule(s: &str) -> Option<ConnectRule> {
+    let (host, port) = s.rsplit_once(':')?;
+    let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
+    let bare = host.strip_prefix("*.").unwrap_or(host);
+    let (name, no_port) = parse_host_key(bare)?;
+    (no_port.is_none() && !name.is_empty()).then(|| ConnectRule {
+        host: if host.starts_with("*.") {
+            format!("*.{name}")
+        } else {
+            name
+        },
+        port,
     })
 }
 

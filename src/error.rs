@@ -23,6 +23,12 @@ pub enum ProxyError {
     /// `CONNECT` tunnelling is not enabled.
     #[error("CONNECT is not allowed")]
     ConnectRefused,
+    /// Request target longer than `limits.max_uri_bytes`.
+    #[error("request target is longer than {0} bytes")]
+    UriTooLong(usize),
+    /// The client paused sending its body for longer than `timeouts.client_body`.
+    #[error("request body stalled for {0:?}")]
+    BodyTimeout(std::time::Duration),
     /// Declared or streamed request body larger than the host's limit.
     #[error("request body exceeds the limit of {0} bytes")]
     BodyTooLarge(u64),
@@ -37,6 +43,9 @@ pub enum ProxyError {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// The backend switched protocols without being asked to.
+    #[error("backend {0} sent 101 Switching Protocols to a request that asked for no upgrade")]
+    UnexpectedUpgrade(SocketAddr),
     /// Every backend of the host is down and the host does not fail open.
     #[error("no backend is available for this host; retry in {0} s")]
     AllDown(u64),
@@ -68,7 +77,11 @@ impl ProxyError {
             ProxyError::UnknownHost(_) | ProxyError::ConnectRefused => StatusCode::FORBIDDEN,
             ProxyError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
-            ProxyError::Connect { .. } | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            ProxyError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::Connect { .. }
+            | ProxyError::Upstream { .. }
+            | ProxyError::UnexpectedUpgrade(_) => StatusCode::BAD_GATEWAY,
             ProxyError::ConnectTimeout(_) | ProxyError::ResponseTimeout(_) => {
                 StatusCode::GATEWAY_TIMEOUT
             }
@@ -115,6 +128,9 @@ impl ProxyError {
                 | ProxyError::UnsupportedScheme(_)
                 | ProxyError::BodyTooLarge(_)
                 | ProxyError::ClientBody(_)
+                | ProxyError::UriTooLong(_)
+                | ProxyError::ConnectRefused
+                | ProxyError::BodyTimeout(_)
         )
     }
 }

@@ -20,9 +20,43 @@ const HOP_BY_HOP: [HeaderName; 6] = [
     HeaderName::from_static("proxy-connection"),
 ];
 
+/// The protocols an HTTP/1.1 client asks to upgrade to (RFC 9110 §7.8), without `h2c`
+/// (relevo does not speak HTTP/2 to backends, and cleartext h2 upgrades are deprecated
+/// by RFC 9113 §3.1); `None` when there is nothing to upgrade to.
+pub fn upgrade_protocol<B>(req: &Request<B>) -> Option<HeaderValue> {
+    if req.version() != Version::HTTP_11
+        || !req
+            .headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .any(|v| has_token(v, "upgrade"))
+    {
+        return None;
+    }
+    let wanted: Vec<&str> = req
+        .headers()
+        .get_all(header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && !p.eq_ignore_ascii_case("h2c"))
+        .collect();
+    if wanted.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&wanted.join(", ")).ok()
+}
+
 /// Rewrites a client request for the backend: origin-form target, the client's host
-/// in `Host`, hop-by-hop fields removed, `X-Forwarded-For` and `Via` appended.
-pub fn request<B>(req: Request<B>, target: &Target, client: SocketAddr) -> Request<B> {
+/// in `Host`, hop-by-hop fields removed (but an `upgrade` is asked for again),
+/// `X-Forwarded-For` and `Via` appended.
+pub fn request<B>(
+    req: Request<B>,
+    target: &Target,
+    client: SocketAddr,
+    upgrade: Option<HeaderValue>,
+) -> Request<B> {
     let (mut parts, body) = req.into_parts();
     let received = parts.version;
     strip_hop_by_hop(&mut parts.headers);
@@ -58,6 +92,12 @@ pub fn request<B>(req: Request<B>, target: &Target, client: SocketAddr) -> Reque
         &client.ip().to_string(),
     );
     append(&mut parts.headers, header::VIA, via(received));
+    if let Some(protocols) = upgrade {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::UPGRADE, protocols);
+    }
     Request::from_parts(parts, body)
 }
 
@@ -67,9 +107,18 @@ pub fn request<B>(req: Request<B>, target: &Target, client: SocketAddr) -> Reque
 pub fn response<B>(resp: Response<B>) -> Response<B> {
     let (mut parts, body) = resp.into_parts();
     let received = parts.version;
+    let switched_to = (parts.status == http::StatusCode::SWITCHING_PROTOCOLS)
+        .then(|| parts.headers.get(header::UPGRADE).cloned())
+        .flatten();
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::TE);
     append(&mut parts.headers, header::VIA, via(received));
+    if let Some(protocol) = switched_to {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::UPGRADE, protocol);
+    }
     // The client hop speaks relevo's version, whatever the backend spoke: hyper frames
     // the body for the client (chunked to 1.1, close-delimited to 1.0) from this.
     parts.version = Version::HTTP_11;

@@ -5,6 +5,7 @@
 //! Only the first request of a connection is screened: a later pipelined request with
 //! a foreign version is rejected by hyper's parser with 400, and the connection closes.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -13,8 +14,9 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
-const VERSION_NOT_SUPPORTED: &[u8] = b"HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-type: text/plain\r\ncontent-length: 44\r\nconnection: close\r\n\r\nrelevo speaks HTTP/1.1 and HTTP/1.0 only.\r\n\r\n";
+const VERSION_NOT_SUPPORTED: &[u8] = b"HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-type: text/plain\r\ncontent-length: 40\r\nconnection: close\r\n\r\nThis proxy speaks HTTP major version 1.\n";
 
 /// Read at most this much while looking for the end of the first line; longer lines
 /// are left to hyper, which applies its own limits.
@@ -31,10 +33,17 @@ const LINGER_BYTES: usize = 256 * 1024;
 /// socket with unread input makes the kernel send a reset, which can destroy the
 /// response (a 400 or 431, say) before the client has read it. So the write side is
 /// shut and the input is read and discarded for a short while first.
+///
+/// It also bounds how long a write may stay blocked (`send_timeout`): a client that
+/// stops reading its response gets its connection closed instead of pinning buffers and
+/// a backend connection forever.
 #[derive(Debug)]
 pub struct Screened {
     prefix: BytesMut,
     stream: Option<TcpStream>,
+    send_timeout: Duration,
+    /// Armed while a write is blocked; disarmed by any progress.
+    stalled: Option<Pin<Box<Sleep>>>,
 }
 
 impl Drop for Screened {
@@ -68,12 +77,39 @@ impl Screened {
         // `stream` is only taken in `drop`, so it is always here while in use.
         Pin::new(self.stream.as_mut().expect("stream present until drop"))
     }
+
+    /// Passes a write's outcome through, timing how long writes stay blocked.
+    fn watch_write<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            self.stalled = None;
+            return polled;
+        }
+        let timeout = self.send_timeout;
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "client did not read its response in time",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 /// Reads the first request line (within `timeout`) and answers 505 if it names an HTTP
 /// major version other than 1. Returns the stream for hyper, or `None` when the
 /// connection was answered or went away.
-pub async fn screen(mut stream: TcpStream, timeout: Duration) -> Option<Screened> {
+pub async fn screen(
+    mut stream: TcpStream,
+    timeout: Duration,
+    send_timeout: Duration,
+) -> Option<Screened> {
     let mut prefix = BytesMut::with_capacity(1024);
     let read_line = async {
         while !prefix.contains(&b'\n') && prefix.len() < SCREEN_BYTES {
@@ -99,6 +135,8 @@ pub async fn screen(mut stream: TcpStream, timeout: Duration) -> Option<Screened
     Some(Screened {
         prefix,
         stream: Some(stream),
+        send_timeout,
+        stalled: None,
     })
 }
 
@@ -141,7 +179,8 @@ impl AsyncWrite for Screened {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.stream().poll_write(cx, buf)
+        let polled = self.stream().poll_write(cx, buf);
+        self.watch_write(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -149,7 +188,8 @@ impl AsyncWrite for Screened {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.stream().poll_write_vectored(cx, bufs)
+        let polled = self.stream().poll_write_vectored(cx, bufs);
+        self.watch_write(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {

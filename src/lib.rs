@@ -20,6 +20,7 @@ pub mod route;
 pub mod router;
 pub mod server;
 pub mod state;
+pub mod tunnel;
 pub mod upstream;
 
 pub use config::Config;

@@ -9,23 +9,25 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{header, HeaderMap, Method, Request, Response, Uri};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http::{header, HeaderMap, Method, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, LengthLimitError};
 use hyper::body::{Body, Incoming};
 use tracing::{debug, warn};
 
 use crate::balancer::NoPick;
-use crate::body::{AccessLog, ProxyBody, UpstreamBody};
+use crate::body::{AccessLog, BodyTimeout, ClientBody, ProxyBody, UpstreamBody};
 use crate::error::ProxyError;
 use crate::state::State;
 use crate::upstream::Backend;
-use crate::{forward, router};
+use crate::{forward, router, tunnel};
 
 /// hyper's service entry point: never fails, every error becomes a response.
+/// `last` marks the last request the connection may carry (`max_requests_per_connection`).
 pub async fn handle(
     state: Arc<State>,
     client: SocketAddr,
     req: Request<Incoming>,
+    last: bool,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let mut log = state.config.access_log.then(|| {
         Box::new(AccessLog {
@@ -53,6 +55,11 @@ pub async fn handle(
             err.to_response(unread_body)
         }
     };
+    let mut resp = resp;
+    if last {
+        resp.headers_mut()
+            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
     if let Some(log) = log.as_mut() {
         log.status = resp.status();
     }
@@ -62,9 +69,19 @@ pub async fn handle(
 async fn proxy(
     state: &State,
     client: SocketAddr,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     mut log: Option<&mut AccessLog>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
+    let limits = &state.config.limits;
+    let uri = req.uri();
+    let uri_len = uri.path_and_query().map_or(0, |p| p.as_str().len())
+        + uri.authority().map_or(0, |a| a.as_str().len());
+    if uri_len > limits.max_uri_bytes {
+        return Err(ProxyError::UriTooLong(limits.max_uri_bytes));
+    }
+    if req.method() == Method::CONNECT {
+        return tunnel::connect(state, req).await;
+    }
     // Route: which site is this for?
     let target = router::target(&req)?;
     let site = state.router.route(&target);
@@ -86,12 +103,20 @@ async fn proxy(
         .balancer
         .affinity(client.ip(), req.headers(), req.uri().path());
     let idempotent = req.method().is_idempotent();
+    // RFC 9110 §7.8: an upgrade the client asks for goes to the backend; the client's
+    // side of the tunnel is taken before the request is rewritten.
+    let upgrade = forward::upgrade_protocol(&req);
+    let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
 
     // Rewrite the head once; keep the body where a retry can find it again.
-    let req = forward::request(req, &target, client);
+    let req = forward::request(req, &target, client, upgrade);
     let retries = &state.config.retries;
-    let replayable = site.tries > 1 && declared.is_none_or(|len| len <= retries.replay_body_bytes);
-    let mut resend = Resend::new(req, replayable, limit).await?;
+    // Only an empty body or a small one with a declared length is read ahead; a chunked
+    // body of unknown size streams, so memory stays bounded whatever its size.
+    let replayable = site.tries > 1
+        && (req.body().is_end_stream()
+            || declared.is_some_and(|len| len <= retries.replay_body_bytes));
+    let mut resend = Resend::new(req, replayable, limit, state.timeouts().client_body).await?;
 
     // Pick a backend and exchange; on a failure that is safe to retry, another backend.
     let deadline = Instant::now() + retries.budget;
@@ -109,7 +134,20 @@ async fn proxy(
         }
         let Some(request) = resend.take() else { break };
         let failure = match exchange(backend, request, state, deadline).await {
-            Ok(resp) => return Ok(resp),
+            Ok(Exchanged::Response(resp)) => return Ok(resp),
+            Ok(Exchanged::Switching(resp, upstream)) => {
+                let Some(client_side) = client_upgrade else {
+                    // A 101 nobody asked for: the backend is not speaking HTTP/1.1 to us.
+                    return Err(ProxyError::UnexpectedUpgrade(backend.addr));
+                };
+                tunnel::spawn_upgraded(
+                    client_side,
+                    upstream,
+                    state.timeouts().tunnel_idle,
+                    backend.addr,
+                );
+                return Ok(resp);
+            }
             Err(failure) => failure,
         };
         let error = body_error(failure.error, limit);
@@ -146,22 +184,26 @@ impl Resend {
         req: Request<Incoming>,
         replayable: bool,
         limit: Option<u64>,
+        idle: Duration,
     ) -> Result<Resend, ProxyError> {
         let (parts, body) = req.into_parts();
         let cap = limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
         if !replayable {
-            let req = Request::from_parts(parts, UpstreamBody::Streaming(Limited::new(body, cap)));
+            let req = Request::from_parts(
+                parts,
+                UpstreamBody::Streaming(ClientBody::new(body, cap, idle)),
+            );
             return Ok(Resend::Streaming(Some(req)));
         }
         let body = if body.is_end_stream() {
             Bytes::new()
         } else {
-            Limited::new(body, cap)
+            ClientBody::new(body, cap, idle)
                 .collect()
                 .await
-                .map_err(|e| match e.downcast::<LengthLimitError>() {
-                    Ok(_) => ProxyError::BodyTooLarge(limit.unwrap_or(0)),
-                    Err(e) => ProxyError::ClientBody(e.to_string()),
+                .map_err(|e| {
+                    client_body_error(e.as_ref(), limit)
+                        .unwrap_or_else(|| ProxyError::ClientBody(e.to_string()))
                 })?
                 .to_bytes()
         };
@@ -205,6 +247,15 @@ impl Resend {
     }
 }
 
+/// What a backend answered.
+enum Exchanged {
+    /// A response to relay, its body streaming from the backend.
+    Response(Response<ProxyBody>),
+    /// 101 Switching Protocols: the response for the client, and the backend's side of
+    /// the tunnel.
+    Switching(Response<ProxyBody>, hyper::upgrade::OnUpgrade),
+}
+
 /// Why an exchange failed, with the request when it provably was not sent.
 struct Failure {
     error: ProxyError,
@@ -227,7 +278,7 @@ async fn exchange(
     req: Request<UpstreamBody>,
     state: &State,
     deadline: Instant,
-) -> Result<Response<ProxyBody>, Failure> {
+) -> Result<Exchanged, Failure> {
     let stats = &backend.stats;
     let passive = &state.config.passive;
     stats.requests.fetch_add(1, Ordering::Relaxed);
@@ -245,14 +296,24 @@ async fn exchange(
     )
     .await;
     match result {
-        Ok((resp, conn)) => {
+        Ok((mut resp, conn)) => {
             backend.latency.observe(started.elapsed());
             if passive.statuses.contains(&resp.status().as_u16()) {
                 backend.health.on_failure(backend.addr, passive);
             } else {
                 backend.health.on_success(backend.addr);
             }
-            Ok(forward::response(resp).map(|body| ProxyBody::upstream(body, conn)))
+            if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                // The connection becomes the tunnel: it never goes back to the pool.
+                stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+                let upstream = hyper::upgrade::on(&mut resp);
+                drop(conn);
+                let resp = forward::response(resp).map(|_| ProxyBody::empty());
+                return Ok(Exchanged::Switching(resp, upstream));
+            }
+            Ok(Exchanged::Response(
+                forward::response(resp).map(|body| ProxyBody::upstream(body, conn)),
+            ))
         }
         Err(failure) => {
             stats.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -332,7 +393,7 @@ fn declared_length<B>(req: &Request<B>) -> Option<u64> {
 }
 
 /// A streamed request body that failed shows up as an upstream error; it is the
-/// client's doing: 413 past the limit, 400 otherwise.
+/// client's doing: 413 past the limit, 408 when it stalled, 400 otherwise.
 fn body_error(err: ProxyError, limit: Option<u64>) -> ProxyError {
     let ProxyError::Upstream { source, .. } = &err else {
         return err;
@@ -340,12 +401,23 @@ fn body_error(err: ProxyError, limit: Option<u64>) -> ProxyError {
     if !source.is_user() {
         return err;
     }
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source);
+    client_body_error(source, limit).unwrap_or_else(|| ProxyError::ClientBody(source.to_string()))
+}
+
+/// The client-side cause in an error chain: a body over the limit or a stalled body.
+fn client_body_error(
+    err: &(dyn std::error::Error + 'static),
+    limit: Option<u64>,
+) -> Option<ProxyError> {
+    let mut cause = Some(err);
     while let Some(c) = cause {
         if c.is::<LengthLimitError>() {
-            return ProxyError::BodyTooLarge(limit.unwrap_or(0));
+            return Some(ProxyError::BodyTooLarge(limit.unwrap_or(0)));
+        }
+        if let Some(BodyTimeout(idle)) = c.downcast_ref::<BodyTimeout>() {
+            return Some(ProxyError::BodyTimeout(*idle));
         }
         cause = c.source();
     }
-    ProxyError::ClientBody(source.to_string())
+    None
 }

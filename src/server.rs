@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,10 +12,9 @@ use arc_swap::ArcSwap;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
@@ -70,8 +70,10 @@ impl Server {
     /// Serves until `shutdown` resolves, then stops accepting and waits (up to
     /// `timeouts.shutdown`) for open connections to finish their requests.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let graceful = GracefulShutdown::new();
+        // Tells connection tasks to finish their request and close.
+        let (stopping, stop) = watch::channel(false);
         let max = self.state.load().config.limits.max_connections;
+        // One permit per open connection: all permits back means all connections closed.
         let slots = Arc::new(Semaphore::new(max));
         tokio::pin!(shutdown);
         loop {
@@ -94,11 +96,22 @@ impl Server {
             let _ = stream.set_nodelay(true);
             let state = self.state.clone();
             let config = state.load().config.clone();
-            let service = service_fn(move |req| proxy::handle(state.load_full(), peer, req));
-            let watcher = graceful.watcher();
+            // Counts requests on this connection, for `max_requests_per_connection`.
+            let served = AtomicU64::new(0);
+            let max_requests = config.limits.max_requests_per_connection;
+            let service = service_fn(move |req| {
+                let n = served.fetch_add(1, Ordering::Relaxed) + 1;
+                let last = max_requests.is_some_and(|max| n >= max);
+                proxy::handle(state.load_full(), peer, req, last)
+            });
+            let mut stop = stop.clone();
             tokio::spawn(async move {
                 let _permit = permit;
-                let Some(io) = guard::screen(stream, config.timeouts.client_header).await else {
+                let screened = tokio::select! {
+                    io = guard::screen(stream, config.timeouts.client_header, config.timeouts.client_send) => io,
+                    _ = stop.changed() => None,
+                };
+                let Some(io) = screened else {
                     return;
                 };
                 let conn = http1::Builder::new()
@@ -106,8 +119,18 @@ impl Server {
                     .header_read_timeout(config.timeouts.client_header)
                     .max_buf_size(config.limits.max_header_bytes)
                     .max_headers(config.limits.max_headers)
-                    .serve_connection(TokioIo::new(io), service);
-                if let Err(e) = watcher.watch(conn).await {
+                    .serve_connection(TokioIo::new(io), service)
+                    .with_upgrades();
+                let mut conn = std::pin::pin!(conn);
+                let ended = tokio::select! {
+                    ended = conn.as_mut() => ended,
+                    _ = stop.changed() => {
+                        // Finish the request in flight (if any), then close.
+                        conn.as_mut().graceful_shutdown();
+                        conn.await
+                    }
+                };
+                if let Err(e) = ended {
                     debug!(client = %peer, "connection ended: {e}");
                 }
             });
@@ -115,9 +138,13 @@ impl Server {
         drop(self.listener);
         let timeout = self.state.load().config.timeouts.shutdown;
         info!("stopping: waiting up to {timeout:?} for open connections");
-        tokio::select! {
-            _ = graceful.shutdown() => info!("all connections closed"),
-            _ = tokio::time::sleep(timeout) => warn!("shutdown timeout: closing remaining connections"),
+        let _ = stopping.send(true);
+        let all_closed = slots
+            .clone()
+            .acquire_many_owned(u32::try_from(max).unwrap_or(u32::MAX));
+        match tokio::time::timeout(timeout, all_closed).await {
+            Ok(_) => info!("all connections closed"),
+            Err(_) => warn!("shutdown timeout: closing remaining connections"),
         }
     }
 }

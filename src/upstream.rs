@@ -102,7 +102,8 @@ impl Backend {
                 unsent: true,
             })?;
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            // `with_upgrades` lets a 101 response hand the connection over to a tunnel.
+            if let Err(e) = conn.with_upgrades().await {
                 debug!(backend = %addr, "upstream connection ended: {e}");
             }
         });

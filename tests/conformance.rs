@@ -1,0 +1,841 @@
+//! Conformance: raw bytes against relevo and scripted raw backends, one test per rule,
+//! each naming the RFC section it protects. After every malicious input, a clean
+//! request on a fresh connection proves nothing leaked into the next exchange.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A proxy for `app.test` in front of one recording backend.
+async fn setup(tweak: impl FnOnce(&mut relevo::Config)) -> (Proxy, Backend) {
+    let b = backend("b1").await;
+    let p = start_proxy(vec![host("app.test", &[b.addr])], tweak);
+    (p, b)
+}
+
+/// Sends `req` on a fresh connection and expects `status` then a close; then checks
+/// that a clean request still works and that the backend saw nothing of the attack.
+async fn rejects(p: &Proxy, b: &Backend, req: &[u8], status: u16) {
+    let before = b.requests();
+    let text = raw(p.addr, req).await;
+    assert_eq!(
+        status_of(&text),
+        status,
+        "{:?} -> {text}",
+        String::from_utf8_lossy(req)
+    );
+    assert_eq!(
+        text.matches("HTTP/1.1 ").count(),
+        1,
+        "exactly one response: {text}"
+    );
+    assert_eq!(
+        b.requests(),
+        before,
+        "{:?} reached the backend",
+        String::from_utf8_lossy(req)
+    );
+    clean_request_works(p).await;
+}
+
+async fn clean_request_works(p: &Proxy) {
+    let text = raw(
+        p.addr,
+        b"GET /clean HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(
+        status_of(&text),
+        200,
+        "clean request after the attack: {text}"
+    );
+}
+
+// ---------------------------------------------------------------- request framing --
+
+// RFC 9112 §6.1, §6.3 (3): Content-Length with Transfer-Encoding. relevo (through
+// hyper) processes the chunked framing, drops Content-Length before forwarding and
+// closes the connection after the response: the bytes after the chunked body are
+// never parsed as a request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_length_with_transfer_encoding_never_smuggles() {
+    let (p, b) = setup(|_| {}).await;
+    let text = raw(
+        p.addr,
+        b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: app.test\r\n\r\n",
+    )
+    .await;
+    let status = status_of(&text);
+    assert!(status == 200 || status == 400, "{text}");
+    assert_eq!(
+        text.matches("HTTP/1.1 ").count(),
+        1,
+        "the connection closed after one response: {text}"
+    );
+    for seen in b.seen.lock().unwrap().iter() {
+        assert_ne!(seen.uri, "/smuggled");
+        assert!(
+            !seen.headers.contains_key("content-length") || seen.headers["content-length"] == "0"
+        );
+    }
+    clean_request_works(&p).await;
+}
+
+// RFC 9112 §6.3 (5), RFC 9110 §8.6: invalid or conflicting Content-Length.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_content_length_is_400() {
+    let (p, b) = setup(|_| {}).await;
+    for cl in [
+        "abc",
+        "-1",
+        "1 1",
+        "+5",
+        "5, 6",
+        "0x5",
+        "99999999999999999999999",
+    ] {
+        let req = format!("POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: {cl}\r\n\r\nhello");
+        rejects(&p, &b, req.as_bytes(), 400).await;
+    }
+    rejects(&p, &b, b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", 400).await;
+}
+
+// RFC 9112 §6.3 (4)/§6.1: chunked must be the final coding of a request; anything else
+// is a 400, including disguised forms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_encoding_not_ending_in_chunked_is_400() {
+    let (p, b) = setup(|_| {}).await;
+    for te in [
+        "gzip",
+        "chunked, gzip",
+        "\"chunked\"",
+        "identity",
+        "chunkedx",
+        "xchunked",
+        "chunked;q=1",
+    ] {
+        let req = format!(
+            "POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: {te}\r\n\r\n0\r\n\r\n"
+        );
+        rejects(&p, &b, req.as_bytes(), 400).await;
+    }
+}
+
+// RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 means faulty framing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http10_with_transfer_encoding_is_400() {
+    let (p, b) = setup(|_| {}).await;
+    rejects(
+        &p,
+        &b,
+        b"POST / HTTP/1.0\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        400,
+    )
+    .await;
+}
+
+// RFC 9112 §5.1: no whitespace between field name and colon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whitespace_before_colon_is_400() {
+    let (p, b) = setup(|_| {}).await;
+    rejects(&p, &b, b"GET / HTTP/1.1\r\nHost : app.test\r\n\r\n", 400).await;
+    rejects(
+        &p,
+        &b,
+        b"POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
+        400,
+    )
+    .await;
+}
+
+// RFC 9112 §5.2: obs-fold in a request is rejected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn obs_fold_is_400() {
+    let (p, b) = setup(|_| {}).await;
+    rejects(
+        &p,
+        &b,
+        b"GET / HTTP/1.1\r\nHost: app.test\r\nX-Folded: a\r\n b\r\n\r\n",
+        400,
+    )
+    .await;
+    rejects(
+        &p,
+        &b,
+        b"GET / HTTP/1.1\r\nHost: app.test\r\nX-Folded: a\r\n\tb\r\n\r\n",
+        400,
+    )
+    .await;
+}
+
+// RFC 9112 §2.2 (bare CR), RFC 9110 §5.5 (NUL and other controls in field values).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_bytes_in_fields_are_400() {
+    let (p, b) = setup(|_| {}).await;
+    rejects(
+        &p,
+        &b,
+        b"GET / HTTP/1.1\r\nHost: app.test\r\nX-A: a\rb\r\n\r\n",
+        400,
+    )
+    .await;
+    rejects(
+        &p,
+        &b,
+        b"GET / HTTP/1.1\r\nHost: app.test\r\nX-A: a\x00b\r\n\r\n",
+        400,
+    )
+    .await;
+    rejects(
+        &p,
+        &b,
+        b"GET / HTTP/1.1\r\nHost: app.test\r\nX-A: a\x07b\r\n\r\n",
+        400,
+    )
+    .await;
+    rejects(
+        &p,
+        &b,
+        b"GET / HTTP/1.1\r\nHost: app.test\r\nX-A: a\x7fb\r\n\r\n",
+        400,
+    )
+    .await;
+}
+
+// RFC 9110 §5.1: field names are tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_field_names_are_400() {
+    let (p, b) = setup(|_| {}).await;
+    for name in ["Bad Name", "X(y)", "X\"y\"", "", "X/y", "X@y"] {
+        let req = format!("GET / HTTP/1.1\r\nHost: app.test\r\n{name}: v\r\n\r\n");
+        rejects(&p, &b, req.as_bytes(), 400).await;
+    }
+}
+
+// RFC 9112 §3: request-line grammar; RFC 9110 §15.6.6: other major versions get 505.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_line_grammar() {
+    let (p, b) = setup(|_| {}).await;
+    for req in [
+        &b"GET  / HTTP/1.1\r\nHost: app.test\r\n\r\n"[..],
+        b"GET / HTTP/1.1 extra\r\nHost: app.test\r\n\r\n",
+        b"G\x00T / HTTP/1.1\r\nHost: app.test\r\n\r\n",
+        b"GET /a\x01b HTTP/1.1\r\nHost: app.test\r\n\r\n",
+        b"GET / http/1.1\r\nHost: app.test\r\n\r\n",
+        b"GET / HTTP/1.x\r\nHost: app.test\r\n\r\n",
+    ] {
+        rejects(&p, &b, req, 400).await;
+    }
+    rejects(&p, &b, b"GET / HTTP/2.0\r\nHost: app.test\r\n\r\n", 505).await;
+}
+
+// RFC 9112 §7.1: chunk sizes are hex digits; an invalid chunk aborts the exchange with
+// 400 and a close, and nothing after it is parsed as a request. (hyper skips chunk
+// extensions without validating their bytes; relevo re-frames every body, so such
+// bytes never reach a backend.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_chunks_are_400_and_close() {
+    let (p, _b) = setup(|_| {}).await;
+    for chunk in [
+        "zz\r\nhello\r\n0\r\n\r\n",
+        "-5\r\nhello\r\n0\r\n\r\n",
+        "fffffffffffffffffff\r\nx\r\n0\r\n\r\n",
+        "5\r\nhelloXX0\r\n\r\n",
+    ] {
+        let req = format!(
+            "POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n{chunk}GET /smuggled HTTP/1.1\r\nHost: app.test\r\n\r\n"
+        );
+        let text = raw(p.addr, req.as_bytes()).await;
+        assert!(
+            text.is_empty() || status_of(&text) >= 400,
+            "{chunk:?} -> {text}"
+        );
+        assert!(text.matches("HTTP/1.1 ").count() <= 1, "{text}");
+        clean_request_works(&p).await;
+    }
+}
+
+// ------------------------------------------------------------ backend responses --
+
+/// A raw backend that answers every request on a connection with `reply`, and counts
+/// connections and requests.
+async fn scripted(reply: &'static [u8]) -> (SocketAddr, Arc<AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let conns = Arc::new(AtomicUsize::new(0));
+    let c = conns.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            c.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut r = BufReader::new(s);
+                loop {
+                    let mut line = String::new();
+                    // Read one request head (these tests send no bodies), answer it.
+                    loop {
+                        line.clear();
+                        if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    if r.get_mut().write_all(reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, conns)
+}
+
+async fn via_scripted(reply: &'static [u8], req: &[u8]) -> (String, Arc<AtomicUsize>, Proxy) {
+    let (addr, conns) = scripted(reply).await;
+    let p = start_proxy(vec![host("app.test", &[addr])], |c| c.retries.tries = 1);
+    let text = raw(p.addr, req).await;
+    (text, conns, p)
+}
+
+// RFC 9112 §6.3: a response with invalid framing is not relayed: 502.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn badly_framed_backend_response_is_502() {
+    let req = b"GET / HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n";
+    for reply in [
+        &b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok"[..],
+        b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\nok",
+        b"HTTP/1.1 2000 OK\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nBad Header\r\n\r\n",
+        b"NOT HTTP AT ALL\r\n\r\n",
+    ] {
+        let (text, _, _p) = via_scripted(reply, req).await;
+        assert_eq!(
+            status_of(&text),
+            502,
+            "{:?} -> {text}",
+            String::from_utf8_lossy(reply)
+        );
+    }
+}
+
+// RFC 9112 §6.3, §9.3: bytes after a complete response are not relayed, and that
+// connection is not used again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extra_bytes_after_a_response_are_dropped_with_the_connection() {
+    let (addr, conns) = scripted(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged").await;
+    let p = start_proxy(vec![host("app.test", &[addr])], |_| {});
+    for _ in 0..3 {
+        let mut c = connect(p.addr).await;
+        send(&mut c, b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n").await;
+        let r = read_reply(&mut c).await;
+        assert_eq!((r.status, r.body.as_str()), (200, "ok"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        conns.load(Ordering::SeqCst),
+        3,
+        "a connection with stray bytes was reused"
+    );
+}
+
+// RFC 9110 §9.3.2, §15.3.5, §15.4.5: no body reaches the client after HEAD, 204, 304.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_body_after_head_204_304() {
+    for (reply, req) in [
+        (
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"[..],
+            &b"HEAD / HTTP/1.1\r\nHost: app.test\r\n\r\n"[..],
+        ),
+        (
+            b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello",
+            b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n",
+        ),
+        (
+            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\nhello",
+            b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n",
+        ),
+    ] {
+        let (addr, _) = scripted(reply).await;
+        let p = start_proxy(vec![host("app.test", &[addr])], |_| {});
+        let mut c = connect(p.addr).await;
+        send(&mut c, req).await;
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            c.read_line(&mut line).await.unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            head.push_str(&line);
+        }
+        // The next bytes on the connection must be the next response, not "hello".
+        send(&mut c, b"GET /next HTTP/1.1\r\nHost: app.test\r\n\r\n").await;
+        let mut next = [0u8; 9];
+        tokio::time::timeout(WAIT, c.read_exact(&mut next))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&next, b"HTTP/1.1 ", "body bytes leaked after {head}");
+    }
+}
+
+// -------------------------------------------------------------- limits, timeouts --
+
+// RFC 9112 §3 / RFC 9110 §15.5.15: a target over the limit is 414.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_uri_is_414() {
+    let (p, b) = setup(|c| c.limits.max_uri_bytes = 100).await;
+    let req = format!(
+        "GET /{} HTTP/1.1\r\nHost: app.test\r\n\r\n",
+        "a".repeat(200)
+    );
+    rejects(&p, &b, req.as_bytes(), 414).await;
+}
+
+// Slowloris: a head that never completes is cut off after `client_header`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_header_is_cut_off() {
+    let (p, _b) = setup(|c| c.timeouts.client_header = Duration::from_millis(300)).await;
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n")
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
+        .await
+        .expect("not closed");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    clean_request_works(&p).await;
+}
+
+// RFC 9112 §9.5: idle keep-alive connections are closed after the timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_is_closed() {
+    let (p, _b) = setup(|c| c.timeouts.client_header = Duration::from_millis(300)).await;
+    let mut c = connect(p.addr).await;
+    send(&mut c, b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n").await;
+    assert_eq!(read_reply(&mut c).await.status, 200);
+    let start = Instant::now();
+    let mut rest = Vec::new();
+    tokio::time::timeout(WAIT, c.read_to_end(&mut rest))
+        .await
+        .expect("idle connection kept open")
+        .unwrap();
+    assert!(rest.is_empty());
+    assert!(
+        start.elapsed() >= Duration::from_millis(250),
+        "closed too early: {:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_requests_per_connection_closes_after_the_last() {
+    let (p, _b) = setup(|c| c.limits.max_requests_per_connection = Some(2)).await;
+    let mut c = connect(p.addr).await;
+    send(&mut c, b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n").await;
+    assert!(read_reply(&mut c).await.header("connection").is_none());
+    send(&mut c, b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n").await;
+    let r = read_reply(&mut c).await;
+    assert_eq!(r.header("connection").as_deref(), Some("close"));
+    let mut rest = Vec::new();
+    tokio::time::timeout(WAIT, c.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+// A slow upload (body stalls) gets 408 and a close after `client_body`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_body_is_408() {
+    for big in [false, true] {
+        // Small bodies are read ahead for replay; big ones stream: both are guarded.
+        let (p, _b) = setup(|c| c.timeouts.client_body = Duration::from_millis(300)).await;
+        let len = if big { 1_000_000 } else { 10 };
+        let mut s = TcpStream::connect(p.addr).await.unwrap();
+        s.write_all(
+            format!("POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: {len}\r\n\r\nab")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut out))
+            .await
+            .expect("not answered");
+        let text = String::from_utf8_lossy(&out);
+        assert_eq!(status_of(&text), 408, "big={big}: {text}");
+    }
+}
+
+// A client that stops reading its response is disconnected after `client_send`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_that_stops_reading_is_disconnected() {
+    let (p, _b) = setup(|c| c.timeouts.client_send = Duration::from_millis(300)).await;
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    let size = 512u64 << 20;
+    s.write_all(format!("GET /big?{size} HTTP/1.1\r\nHost: app.test\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut total = 0u64;
+    let mut buf = vec![0u8; 1 << 16];
+    let read_all = async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n as u64,
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, read_all)
+        .await
+        .expect("connection still open");
+    assert!(
+        total < size,
+        "the whole body arrived: the stalled client was not cut off"
+    );
+    clean_request_works(&p).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_get_a_quick_503() {
+    let (p, _b) = setup(|c| c.limits.max_connections = 2).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut c = connect(p.addr).await;
+        send(&mut c, b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n").await;
+        assert_eq!(read_reply(&mut c).await.status, 200);
+        held.push(c);
+    }
+    let text = raw(p.addr, b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n").await;
+    assert_eq!(status_of(&text), 503);
+    drop(held);
+    // The slots come back once the held connections are gone.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = raw(
+            p.addr,
+            b"GET / HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        if status_of(&text) == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// A client that goes away cancels its backend request promptly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_disconnect_cancels_the_backend_request() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let closed_after = Arc::new(Mutex::new(None));
+    let record = closed_after.clone();
+    tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf).await;
+        let start = Instant::now();
+        // Never answer; wait for relevo to give up on the connection.
+        while let Ok(n) = s.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+        *record.lock().unwrap() = Some(start.elapsed());
+    });
+    let p = start_proxy(vec![host("app.test", &[addr])], |_| {});
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(s);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        if let Some(after) = *closed_after.lock().unwrap() {
+            assert!(
+                after < Duration::from_secs(2),
+                "backend connection lingered {after:?}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the backend request was not cancelled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// ---------------------------------------------------------------- protocol features --
+
+/// A raw backend that accepts an upgrade with 101 (or refuses with 200 when
+/// `accept` is false) and then echoes bytes.
+async fn websocket_backend(accept: bool) -> (SocketAddr, Arc<Mutex<String>>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let head = Arc::new(Mutex::new(String::new()));
+    let seen = head.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut r = BufReader::new(s);
+                loop {
+                    let mut text = String::new();
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        text.push_str(&line);
+                    }
+                    *seen.lock().unwrap() = text;
+                    if !accept {
+                        r.get_mut()
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nno ws\r\n")
+                            .await
+                            .unwrap();
+                        continue;
+                    }
+                    r.get_mut()
+                        .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+                        .await
+                        .unwrap();
+                    let mut buf = [0u8; 1024];
+                    loop {
+                        match r.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => {
+                                if r.get_mut().write_all(&buf[..n]).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, head)
+}
+
+const WS_REQUEST: &[u8] = b"GET /chat HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+// RFC 9110 §7.8, §15.2.2: Upgrade is forwarded, 101 relayed, then a byte tunnel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_upgrade_is_tunnelled() {
+    let (addr, head) = websocket_backend(true).await;
+    let p = start_proxy(vec![host("app.test", &[addr])], |_| {});
+    let mut c = connect(p.addr).await;
+    send(&mut c, WS_REQUEST).await;
+    let mut status = String::new();
+    c.read_line(&mut status).await.unwrap();
+    assert!(status.starts_with("HTTP/1.1 101"), "{status}");
+    let mut resp_head = String::new();
+    loop {
+        let mut line = String::new();
+        c.read_line(&mut line).await.unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        resp_head.push_str(&line.to_ascii_lowercase());
+    }
+    assert!(
+        resp_head.contains("upgrade: websocket") && resp_head.contains("connection: upgrade"),
+        "{resp_head}"
+    );
+    let seen = head.lock().unwrap().to_ascii_lowercase();
+    assert!(
+        seen.contains("upgrade: websocket") && seen.contains("connection: upgrade"),
+        "{seen}"
+    );
+    assert!(seen.contains("sec-websocket-key"), "{seen}");
+    for msg in [&b"ping"[..], b"\x81\x05hello", b"pong"] {
+        c.get_mut().write_all(msg).await.unwrap();
+        let mut echo = vec![0u8; msg.len()];
+        tokio::time::timeout(WAIT, c.read_exact(&mut echo))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(echo, msg);
+    }
+}
+
+// RFC 9110 §7.8: a backend that does not switch leaves the connection in HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_upgrade_stays_http() {
+    let (addr, _) = websocket_backend(false).await;
+    let p = start_proxy(vec![host("app.test", &[addr])], |_| {});
+    let mut c = connect(p.addr).await;
+    send(&mut c, WS_REQUEST).await;
+    assert_eq!(read_reply(&mut c).await.status, 200);
+    send(&mut c, b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n").await;
+    assert_eq!(read_reply(&mut c).await.status, 200);
+}
+
+// RFC 9113 §3.1: h2c upgrades are not forwarded (relevo speaks HTTP/1.1 upstream).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_upgrade_is_stripped() {
+    let (p, b) = setup(|_| {}).await;
+    let mut c = connect(p.addr).await;
+    send(&mut c, b"GET / HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n").await;
+    assert_eq!(read_reply(&mut c).await.status, 200);
+    let seen = b.last();
+    assert!(
+        !seen.headers.contains_key("upgrade") && !seen.headers.contains_key("http2-settings"),
+        "{:?}",
+        seen.headers
+    );
+}
+
+// RFC 9110 §10.1.1: Expect: 100-continue gets an interim 100, then the body flows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_100_continue() {
+    for len in [5usize, 200_000] {
+        let (p, b) = setup(|_| {}).await;
+        let mut c = connect(p.addr).await;
+        send(&mut c, format!("POST /up HTTP/1.1\r\nHost: app.test\r\nContent-Length: {len}\r\nExpect: 100-continue\r\n\r\n").as_bytes()).await;
+        let mut line = String::new();
+        tokio::time::timeout(WAIT, c.read_line(&mut line))
+            .await
+            .expect("no 100 Continue")
+            .unwrap();
+        assert!(line.starts_with("HTTP/1.1 100"), "{line}");
+        let mut blank = String::new();
+        c.read_line(&mut blank).await.unwrap();
+        send(&mut c, &vec![b'x'; len]).await;
+        assert_eq!(read_reply(&mut c).await.status, 200);
+        assert_eq!(b.last().body.len(), len);
+        assert!(!b.last().headers.contains_key("expect"));
+    }
+}
+
+// RFC 9110 §6.5, §10.1.4: trailers reach a client that said `TE: trailers`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trailers_are_forwarded() {
+    let (addr, _) = scripted(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-checksum\r\n\r\n5\r\nhello\r\n0\r\nx-checksum: abc123\r\n\r\n").await;
+    let p = start_proxy(vec![host("app.test", &[addr])], |_| {});
+    let text = raw(
+        p.addr,
+        b"GET / HTTP/1.1\r\nHost: app.test\r\nTE: trailers\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(text.contains("hello"), "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("x-checksum: abc123"),
+        "{text}"
+    );
+}
+
+// Streaming responses (server-sent events) are relayed chunk by chunk, not buffered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_response_is_flushed_per_chunk() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf).await;
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n").await.unwrap();
+        s.write_all(b"e\r\ndata: first\n\n\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let _ = s.write_all(b"f\r\ndata: second\n\n\r\n0\r\n\r\n").await;
+    });
+    let p = start_proxy(vec![host("app.test", &[addr])], |_| {});
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"GET /events HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&got).contains("data: first") {
+        let n = tokio::time::timeout(WAIT, s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        start.elapsed() < Duration::from_millis(1500),
+        "first event held back {:?}",
+        start.elapsed()
+    );
+}
+
+// CONNECT (RFC 9110 §9.3.6): off by default (403); allowed targets get a tunnel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_tunnels_only_to_allowed_targets() {
+    let echo = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let echo_addr = echo.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = echo.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    let (p, _b) = setup(|_| {}).await;
+    let req = format!("CONNECT {echo_addr} HTTP/1.1\r\nHost: {echo_addr}\r\n\r\n");
+    let text = raw(p.addr, req.as_bytes()).await;
+    assert_eq!(status_of(&text), 403, "CONNECT is off by default: {text}");
+
+    let (p, _b) = setup(|c| {
+        c.connect_allow = vec![relevo::config::ConnectRule {
+            host: "127.0.0.1".into(),
+            port: echo_addr.port(),
+        }]
+    })
+    .await;
+    let other = format!(
+        "CONNECT 127.0.0.1:{} HTTP/1.1\r\nHost: x\r\n\r\n",
+        echo_addr.port().wrapping_add(1)
+    );
+    assert_eq!(
+        status_of(&raw(p.addr, other.as_bytes()).await),
+        403,
+        "other ports stay closed"
+    );
+    let mut c = connect(p.addr).await;
+    send(&mut c, req.as_bytes()).await;
+    let mut line = String::new();
+    c.read_line(&mut line).await.unwrap();
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    loop {
+        line.clear();
+        c.read_line(&mut line).await.unwrap();
+        if line == "\r\n" {
+            break;
+        }
+    }
+    c.get_mut().write_all(b"through the tunnel").await.unwrap();
+    let mut echo = [0u8; 18];
+    tokio::time::timeout(WAIT, c.read_exact(&mut echo))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&echo, b"through the tunnel");
+}
