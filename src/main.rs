@@ -8,6 +8,11 @@ use clap::{Parser, Subcommand};
 use relevo::{demo, server, Config, Server};
 use tracing::{error, info};
 
+/// mimalloc keeps per-thread free lists and packs small objects densely: less time in
+/// the allocator and fewer cache misses than glibc's malloc with thousands of connections.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// An HTTP/1.1 load-balancing proxy.
 #[derive(Parser)]
 #[command(version, about, long_about = None)]
