@@ -20,6 +20,9 @@ pub enum ProxyError {
     /// The host is not in the host table.
     #[error("host `{0}` is not served by this proxy")]
     UnknownHost(String),
+    /// An `Expect` other than 100-continue (RFC 9110 §10.1.1).
+    #[error("unsupported expectation: only 100-continue is defined")]
+    ExpectationFailed,
     /// `CONNECT` tunnelling is not enabled.
     #[error("CONNECT is not allowed")]
     ConnectRefused,
@@ -78,6 +81,7 @@ impl ProxyError {
             ProxyError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
             ProxyError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            ProxyError::ExpectationFailed => StatusCode::EXPECTATION_FAILED,
             ProxyError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::Connect { .. }
             | ProxyError::Upstream { .. }
@@ -116,6 +120,7 @@ impl ProxyError {
                 | ProxyError::ConnectTimeout(_)
                 | ProxyError::ResponseTimeout(_)
                 | ProxyError::Upstream { .. }
+                | ProxyError::UnexpectedUpgrade(_)
         )
     }
 
@@ -129,6 +134,7 @@ impl ProxyError {
                 | ProxyError::BodyTooLarge(_)
                 | ProxyError::ClientBody(_)
                 | ProxyError::UriTooLong(_)
+                | ProxyError::ExpectationFailed
                 | ProxyError::ConnectRefused
                 | ProxyError::BodyTimeout(_)
         )

@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
-use http::{Request, Response, Version};
+use http::{Method, Request, Response, Version};
+
+use crate::body::ProxyBody;
 
 use crate::router::Target;
 
@@ -132,6 +134,64 @@ fn via(version: Version) -> &'static str {
     } else {
         "1.1 relevo"
     }
+}
+
+/// Max-Forwards (RFC 9110 §7.6.2): a TRACE or OPTIONS that may not be forwarded any
+/// further is answered here; a larger value is decremented on the way through.
+pub fn max_forwards<B>(req: &mut Request<B>) -> Option<Response<ProxyBody>> {
+    if !matches!(*req.method(), Method::TRACE | Method::OPTIONS) {
+        return None;
+    }
+    let left: u64 = req
+        .headers()
+        .get(header::MAX_FORWARDS)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    if left > 0 {
+        req.headers_mut()
+            .insert(header::MAX_FORWARDS, HeaderValue::from(left - 1));
+        return None;
+    }
+    let mut resp = if req.method() == Method::TRACE {
+        // The message as received (RFC 9110 §9.3.8), minus credentials.
+        let mut echo = format!("TRACE {} {:?}\r\n", req.uri(), req.version());
+        for (name, value) in req.headers() {
+            if ![
+                header::COOKIE,
+                header::AUTHORIZATION,
+                header::PROXY_AUTHORIZATION,
+            ]
+            .contains(name)
+            {
+                echo.push_str(&format!(
+                    "{name}: {}\r\n",
+                    String::from_utf8_lossy(value.as_bytes())
+                ));
+            }
+        }
+        echo.push_str("\r\n");
+        let mut r = Response::new(ProxyBody::page(echo));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("message/http"),
+        );
+        r
+    } else {
+        let mut r = Response::new(ProxyBody::empty());
+        r.headers_mut().insert(
+            header::ALLOW,
+            HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH"),
+        );
+        r.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        r
+    };
+    resp.headers_mut()
+        .insert(header::VIA, HeaderValue::from_static(via(req.version())));
+    Some(resp)
 }
 
 /// Removes `Connection`, every field it names, and the fixed hop-by-hop fields.

@@ -141,7 +141,7 @@ pub async fn screen(
 }
 
 /// True for a request line ending in `HTTP/<d>.<d>` where the major digit is not 1.
-fn foreign_major_version(buf: &[u8]) -> bool {
+pub fn foreign_major_version(buf: &[u8]) -> bool {
     let Some(end) = buf.iter().position(|&b| b == b'\n') else {
         return false;
     };

@@ -79,6 +79,12 @@ async fn proxy(
     if uri_len > limits.max_uri_bytes {
         return Err(ProxyError::UriTooLong(limits.max_uri_bytes));
     }
+    // RFC 9110 §10.1.1: 100-continue is the only expectation there is.
+    if let Some(expect) = req.headers().get(header::EXPECT) {
+        if !expect.as_bytes().eq_ignore_ascii_case(b"100-continue") {
+            return Err(ProxyError::ExpectationFailed);
+        }
+    }
     if req.method() == Method::CONNECT {
         return tunnel::connect(state, req).await;
     }
@@ -92,6 +98,9 @@ async fn proxy(
         );
     }
     let site = site?;
+    if let Some(answer) = forward::max_forwards(&mut req) {
+        return Ok(answer);
+    }
     let limit = site.max_body_bytes;
     let declared = declared_length(&req);
     if let (Some(limit), Some(len)) = (limit, declared) {

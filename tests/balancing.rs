@@ -351,3 +351,44 @@ async fn all_down_is_503_with_retry_after_unless_fail_open() {
         }
     }
 }
+
+// In-flight counters belong to the backend, which a reload keeps: requests started
+// before a reload are still counted, and released, after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_counters_survive_a_reload() {
+    let (slow, other) = (backend("slow").await, backend("other").await);
+    slow.delay_ms.store(500, Ordering::SeqCst);
+    let h = weighted("app.test", &[(slow.addr, 1)], Balance::LeastConn);
+    let p = start_proxy(vec![h], |_| {});
+    let mut tasks = Vec::new();
+    for _ in 0..3 {
+        let addr = p.addr;
+        tasks.push(tokio::spawn(async move {
+            get(addr, "app.test", "/", "").await.status
+        }));
+    }
+    wait_until(|| p.backend(slow.addr).stats.in_flight.load(Ordering::SeqCst) == 3).await;
+    // Reload: a new balancer with another backend beside the slow one.
+    let h = weighted(
+        "app.test",
+        &[(slow.addr, 2), (other.addr, 1)],
+        Balance::LeastConn,
+    );
+    relevo::server::reload(
+        &p.state,
+        relevo::Config::with_hosts("127.0.0.1:0".parse().unwrap(), vec![h]),
+    );
+    assert_eq!(
+        p.backend(slow.addr).stats.in_flight.load(Ordering::SeqCst),
+        3,
+        "the reload lost the count"
+    );
+    // least-conn sees the 3 requests in flight and sends new ones to the other backend.
+    for _ in 0..3 {
+        assert_eq!(get(p.addr, "app.test", "/", "").await.body, "other");
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    wait_until(|| p.backend(slow.addr).stats.in_flight.load(Ordering::SeqCst) == 0).await;
+}

@@ -839,3 +839,50 @@ async fn connect_tunnels_only_to_allowed_targets() {
         .unwrap();
     assert_eq!(&echo, b"through the tunnel");
 }
+
+// RFC 9110 §10.1.1: an expectation other than 100-continue gets 417.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_expectation_is_417() {
+    let (p, b) = setup(|_| {}).await;
+    rejects(
+        &p,
+        &b,
+        b"POST / HTTP/1.1\r\nHost: app.test\r\nExpect: teapot\r\nContent-Length: 2\r\n\r\nhi",
+        417,
+    )
+    .await;
+}
+
+// RFC 9110 §7.6.2: OPTIONS/TRACE with Max-Forwards: 0 are answered by relevo; larger
+// values are decremented on the way to the backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_forwards() {
+    let (p, b) = setup(|_| {}).await;
+    let mut c = connect(p.addr).await;
+    send(
+        &mut c,
+        b"OPTIONS * HTTP/1.1\r\nHost: app.test\r\nMax-Forwards: 0\r\n\r\n",
+    )
+    .await;
+    let r = read_reply(&mut c).await;
+    assert_eq!(r.status, 200);
+    assert!(r.header("allow").unwrap().contains("GET"));
+    send(&mut c, b"TRACE /t HTTP/1.1\r\nHost: app.test\r\nMax-Forwards: 0\r\nCookie: secret\r\nX-Mark: 1\r\n\r\n").await;
+    let r = read_reply(&mut c).await;
+    assert_eq!(r.header("content-type").as_deref(), Some("message/http"));
+    assert!(
+        r.body.starts_with("TRACE /t HTTP/1.1")
+            && r.body.contains("x-mark: 1")
+            && !r.body.contains("secret"),
+        "{}",
+        r.body
+    );
+    assert_eq!(b.requests(), 0);
+    send(
+        &mut c,
+        b"OPTIONS /o HTTP/1.1\r\nHost: app.test\r\nMax-Forwards: 5\r\n\r\n",
+    )
+    .await;
+    assert_eq!(read_reply(&mut c).await.status, 200);
+    assert_eq!(b.last().headers["max-forwards"], "4");
+}
