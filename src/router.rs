@@ -119,6 +119,10 @@ fn split_authority(a: &Authority) -> Result<(String, Option<u16>), ProxyError> {
     }
     let host = a.host().trim_start_matches('[').trim_end_matches(']');
     let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    // "." and ".." are not names (found by the target_host fuzz target).
+    if host.is_empty() || host.ends_with('.') {
+        return Err(ProxyError::BadHost(format!("`{s}` is not host[:port]")));
+    }
     Ok((host, a.port_u16()))
 }
 
@@ -159,6 +163,15 @@ mod tests {
         ));
         assert!(matches!(
             target(&req("/", &["a:"])),
+            Err(ProxyError::BadHost(_))
+        ));
+        // Regression (fuzz/artifacts/target_host/crash-964f4c83): an empty name.
+        assert!(matches!(
+            target(&req("/", &["."])),
+            Err(ProxyError::BadHost(_))
+        ));
+        assert!(matches!(
+            target(&req("/", &[".."])),
             Err(ProxyError::BadHost(_))
         ));
         assert!(matches!(
