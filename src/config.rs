@@ -674,13 +674,9 @@ pub fn parse_backend(s: &str) -> Option<SocketAddr> {
 }
 
 /// Splits a host-table key into a lower-case name and an optional explicit port.
+/// Uses the router's own host syntax, so every key can match a request.
 pub fn parse_host_key(key: &str) -> Option<(String, Option<u16>)> {
-    let auth: http::uri::Authority = key.parse().ok()?;
-    if auth.as_str().contains('@') || auth.host().is_empty() {
-        return None;
-    }
-    let host = auth.host().trim_start_matches('[').trim_end_matches(']');
-    Some((host.to_ascii_lowercase(), auth.port_u16()))
+    crate::router::split_authority(&key.parse().ok()?).ok()
 }
 
 impl RawConfig {

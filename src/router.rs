@@ -110,20 +110,54 @@ pub fn target<B>(req: &Request<B>) -> Result<Target, ProxyError> {
     })
 }
 
-fn split_authority(a: &Authority) -> Result<(String, Option<u16>), ProxyError> {
+/// Splits an authority into the lower-case host the table is keyed by (no brackets, no
+/// trailing dot) and the port, rejecting what is not a valid `host[:port]`.
+pub fn split_authority(a: &Authority) -> Result<(String, Option<u16>), ProxyError> {
     let s = a.as_str();
     // userinfo is not allowed in http URIs we route on (RFC 9110 §4.2.4), and
     // `host:` with an empty port is not a valid Host value either.
     if s.contains('@') || a.host().is_empty() || s.ends_with(':') {
         return Err(ProxyError::BadHost(format!("`{s}` is not host[:port]")));
     }
-    let host = a.host().trim_start_matches('[').trim_end_matches(']');
+    let host = match a.host().strip_prefix('[') {
+        // IP-literal (RFC 3986 §3.2.2): only IPv6 is routable.
+        Some(v6) => v6
+            .strip_suffix(']')
+            .filter(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok())
+            .ok_or_else(|| ProxyError::BadHost(format!("`{s}` is not a valid IPv6 literal")))?,
+        None if is_reg_name(a.host()) => a.host(),
+        None => {
+            return Err(ProxyError::BadHost(format!(
+                "`{s}` has characters a host name cannot have"
+            )))
+        }
+    };
     let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
     // "." and ".." are not names (found by the target_host fuzz target).
     if host.is_empty() || host.ends_with('.') {
         return Err(ProxyError::BadHost(format!("`{s}` is not host[:port]")));
     }
     Ok((host, a.port_u16()))
+}
+
+/// RFC 3986 §3.2.2 reg-name: unreserved, sub-delims and %XX escapes only (the `http`
+/// crate's authority parser is more lenient; found by the target_host fuzz target).
+fn is_reg_name(host: &str) -> bool {
+    let b = host.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if b.len() > i + 2
+                && b[i + 1].is_ascii_hexdigit()
+                && b[i + 2].is_ascii_hexdigit() =>
+            {
+                i += 3
+            }
+            c if c.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&c) => i += 1,
+            _ => return false,
+        }
+    }
+    true
 }
 
 #[cfg(test)]
@@ -174,6 +208,24 @@ mod tests {
             target(&req("/", &[".."])),
             Err(ProxyError::BadHost(_))
         ));
+        // Regression (fuzz/artifacts/target_host): brackets inside a name.
+        assert!(matches!(
+            target(&req("/", &[")r[8%]"])),
+            Err(ProxyError::BadHost(_))
+        ));
+        assert!(matches!(
+            target(&req("/", &["[::1"])),
+            Err(ProxyError::BadHost(_))
+        ));
+        assert!(matches!(
+            target(&req("/", &["[zz]"])),
+            Err(ProxyError::BadHost(_))
+        ));
+        assert!(matches!(
+            target(&req("/", &["a%2"])),
+            Err(ProxyError::BadHost(_))
+        ));
+        assert_eq!(target(&req("/", &["[::1]"])).unwrap().host, "::1");
         assert!(matches!(
             target(&req("/", &["a/b"])),
             Err(ProxyError::BadHost(_))
