@@ -183,12 +183,13 @@ impl Balancer {
                         a
                     } else {
                         b
-                    }
-                } else if self.members[b].backend.latency.get() * LATENCY_MARGIN
-                    < self.members[a].backend.latency.get()
+                    }                } else if la > 0
+                    && self.members[b].backend.latency.get() * LATENCY_MARGIN
+                        < self.members[a].backend.latency.get()
                 {
-                    // Only a clearly faster backend wins the tie: sub-millisecond jitter
-                    // between equal backends must not send all traffic to one of them.
+                    // Latency breaks ties only under load, and only when clearly faster:
+                    // idle backends get random picks, so the peak of one slow response
+                    // (a cold connection, say) does not send all light traffic elsewhere.
                     b
                 } else {
                     a
