@@ -183,7 +183,8 @@ impl Balancer {
                         a
                     } else {
                         b
-                    }                } else if la > 0
+                    }
+                } else if la > 0
                     && self.members[b].backend.latency.get() * LATENCY_MARGIN
                         < self.members[a].backend.latency.get()
                 {
@@ -335,6 +336,7 @@ mod tests {
                     SocketAddr::from(([10, 0, 0, i as u8 + 1], 80)),
                     1,
                     Duration::from_secs(1),
+                    8192,
                 )),
                 weight: w,
             })

@@ -12,7 +12,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::body::ProxyBody;
-use crate::config::{Balance, Config, HashKey, HostConfig};
+use crate::config::{Config, HostConfig};
 
 /// Host name the demo serves.
 pub const DEMO_HOST: &str = "demo.test";
@@ -47,16 +47,6 @@ async fn serve_backend(listener: TcpListener, id: usize) {
 
 /// The demo configuration: `demo.test` (and `localhost`, for a browser) over `backends`.
 pub fn config(listen: SocketAddr, backends: Vec<SocketAddr>) -> Config {
-    let host = |name: &str| HostConfig {
-        name: name.into(),
-        port: None,
-        backends: backends.iter().map(|&a| a.into()).collect(),
-        balance: Balance::RoundRobin,
-        hash_key: HashKey::ClientIp,
-        max_body_bytes: None,
-        fail_open: false,
-        tries: None,
-        health: None,
-    };
+    let host = |name: &str| HostConfig::new(name, &backends);
     Config::with_hosts(listen, vec![host(DEMO_HOST), host("localhost")])
 }

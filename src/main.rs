@@ -92,12 +92,8 @@ fn main() -> ExitCode {
             headers,
             client,
         } => {
-            let config = match Config::load(&config) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::from(EXIT_CONFIG);
-                }
+            let Some(config) = load(&config) else {
+                return ExitCode::from(EXIT_CONFIG);
             };
             match relevo::route::explain(config, &url, &headers, client) {
                 Ok(text) => {
@@ -114,12 +110,8 @@ fn main() -> ExitCode {
             config: path,
             threads,
         } => {
-            let config = match Config::load(&path) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::from(EXIT_CONFIG);
-                }
+            let Some(config) = load(&path) else {
+                return ExitCode::from(EXIT_CONFIG);
             };
             init_logging(&config.log_level);
             let threads = threads.or(config.threads);
@@ -146,6 +138,11 @@ fn main() -> ExitCode {
             })
         }
     }
+}
+
+/// Loads a configuration file, printing the located error if it is invalid.
+fn load(path: &Path) -> Option<Config> {
+    Config::load(path).map_err(|e| eprintln!("{e}")).ok()
 }
 
 fn init_logging(default_level: &str) {

@@ -46,6 +46,7 @@ impl State {
                                         b.addr,
                                         config.limits.max_idle_per_backend,
                                         config.timeouts.upstream_idle,
+                                        config.limits.upstream_read_buffer,
                                     ))
                                 })
                         })

@@ -14,10 +14,6 @@ use crate::error::ProxyError;
 use crate::health::{Health, PeakEwma};
 use crate::pool::{Pool, PooledConn};
 
-/// Largest read buffer of an upstream connection, and so the largest response head a
-/// backend may send (nginx's default `proxy_buffer_size` is 4-8 KiB).
-const UPSTREAM_BUF_BYTES: usize = 32 * 1024;
-
 /// One backend server, shared by every site that lists it and kept across reloads.
 #[derive(Debug)]
 pub struct Backend {
@@ -25,6 +21,8 @@ pub struct Backend {
     pub addr: SocketAddr,
     /// Idle keep-alive connections to it.
     pool: Pool,
+    /// Largest read buffer of a connection (`limits.upstream_read_buffer`).
+    read_buffer: usize,
     /// Counters a status page and health logic read.
     pub stats: BackendStats,
     /// Passive and active health.
@@ -50,9 +48,15 @@ pub struct BackendStats {
 
 impl Backend {
     /// A backend with an empty pool.
-    pub fn new(addr: SocketAddr, max_idle: usize, idle_timeout: Duration) -> Backend {
+    pub fn new(
+        addr: SocketAddr,
+        max_idle: usize,
+        idle_timeout: Duration,
+        read_buffer: usize,
+    ) -> Backend {
         Backend {
             addr,
+            read_buffer,
             pool: Pool::new(max_idle, idle_timeout),
             stats: BackendStats::default(),
             health: Health::default(),
@@ -90,10 +94,10 @@ impl Backend {
         // Small request heads must not wait for Nagle's delayed-ACK dance.
         let _ = stream.set_nodelay(true);
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
-            // Caps the adaptive read buffer (and so the largest response head): hyper's
-            // default lets it grow to ~400 KiB per connection on large bodies, which
-            // multiplies by the pool size.
-            .max_buf_size(UPSTREAM_BUF_BYTES)
+            // Caps the adaptive read buffer (and so the largest response head): larger
+            // reads mean fewer syscalls and frames per body, at a memory cost per active
+            // connection (see `limits.upstream_read_buffer`).
+            .max_buf_size(self.read_buffer)
             .handshake::<_, UpstreamBody>(TokioIo::new(stream))
             .await
             .map_err(|source| ProxyError::Upstream {

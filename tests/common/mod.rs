@@ -14,7 +14,7 @@ use hyper::body::{Frame, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use relevo::config::{Balance, Config, HashKey, HostConfig};
+use relevo::config::{Config, HostConfig};
 use relevo::Server;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -25,17 +25,7 @@ pub const WAIT: Duration = Duration::from_secs(10);
 
 /// A host-table entry with default options.
 pub fn host(name: &str, backends: &[SocketAddr]) -> HostConfig {
-    HostConfig {
-        name: name.into(),
-        port: None,
-        backends: backends.iter().map(|&a| a.into()).collect(),
-        balance: Balance::RoundRobin,
-        hash_key: HashKey::ClientIp,
-        max_body_bytes: None,
-        fail_open: false,
-        tries: None,
-        health: None,
-    }
+    HostConfig::new(name, backends)
 }
 
 /// relevo running in this process on an ephemeral port; stops when dropped.
