@@ -9,7 +9,7 @@ SECS=${1:-40}
 PORT=${PORT:-18180}
 OUT=${OUT:-/tmp/relevo-slow}
 mkdir -p "$OUT"
-ulimit -n 65536
+ulimit -n "$(ulimit -Hn)"   # 3,000-5,000 sockets each side
 cargo build --release --manifest-path "$ROOT/Cargo.toml" >&2
 "$ROOT/target/release/relevo" demo --listen "127.0.0.1:$PORT" --threads 1 2>"$OUT/relevo.log" &
 PID=$!

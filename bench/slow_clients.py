@@ -27,7 +27,6 @@ for s in socks:
     except OSError:
         pass
 time.sleep(1)
-held = sum(1 for _ in open(f"/proc/{pid}/net/tcp")) - 1
 peak = rss_kib()
 print(f"slow clients: {n}  proxy RSS before: {base} KiB  with them: {peak} KiB  "
       f"growth per client: {(peak - base) / n:.2f} KiB")

@@ -1,6 +1,10 @@
-//! Screens a connection's first request line before hyper parses it, so that a client
-//! speaking another major HTTP version gets 505 (RFC 9110 §15.6.6) rather than a
-//! generic 400. Bytes read here are replayed to hyper untouched.
+//! Screens a connection's first request head before hyper parses it:
+//! - a client speaking another major HTTP version gets 505 (RFC 9110 §15.6.6) rather
+//!   than a generic 400;
+//! - hyper's per-connection buffers (about 16 KiB) are only allocated once a whole head
+//!   has arrived, so thousands of slowloris clients cost a small buffer each.
+//!
+//! Bytes read here are replayed to hyper untouched.
 //!
 //! Only the first request of a connection is screened: a later pipelined request with
 //! a foreign version is rejected by hyper's parser with 400, and the connection closes.
@@ -18,9 +22,11 @@ use tokio::time::Sleep;
 
 const VERSION_NOT_SUPPORTED: &[u8] = b"HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-type: text/plain\r\ncontent-length: 40\r\nconnection: close\r\n\r\nThis proxy speaks HTTP major version 1.\n";
 
-/// Read at most this much while looking for the end of the first line; longer lines
-/// are left to hyper, which applies its own limits.
-const SCREEN_BYTES: usize = 8192;
+/// The request line is looked for in this many first bytes; longer lines are left to
+/// hyper, which applies its own limits.
+const SCREEN_LINE_BYTES: usize = 8192;
+/// First size of the screening buffer: most request heads fit.
+const INITIAL_SCREEN_BYTES: usize = 1024;
 
 /// How long a closing connection keeps reading what the client still sends.
 const LINGER_TIME: Duration = Duration::from_secs(2);
@@ -102,32 +108,53 @@ impl Screened {
     }
 }
 
-/// Reads the first request line (within `timeout`) and answers 505 if it names an HTTP
+/// Reads the first request head (within `timeout`, up to `head_limit` bytes, beyond
+/// which hyper answers 431) and answers 505 as soon as the request line names an HTTP
 /// major version other than 1. Returns the stream for hyper, or `None` when the
 /// connection was answered or went away.
 pub async fn screen(
     mut stream: TcpStream,
     timeout: Duration,
     send_timeout: Duration,
+    head_limit: usize,
 ) -> Option<Screened> {
-    let mut prefix = BytesMut::with_capacity(1024);
-    let read_line = async {
-        while !prefix.contains(&b'\n') && prefix.len() < SCREEN_BYTES {
+    let mut prefix = BytesMut::with_capacity(INITIAL_SCREEN_BYTES);
+    let mut foreign = false;
+    let read_head = async {
+        let mut scanned: usize = 0;
+        loop {
             if stream.read_buf(&mut prefix).await? == 0 {
+                break;
+            }
+            if prefix[..prefix.len().min(SCREEN_LINE_BYTES)].contains(&b'\n')
+                && foreign_major_version(&prefix)
+            {
+                foreign = true;
+                break;
+            }
+            // The head ends at an empty line (CRLF CRLF, or bare LFs, which hyper takes).
+            let from = scanned.saturating_sub(3);
+            if prefix[from..].windows(2).any(|w| w == b"\n\n")
+                || prefix[from..].windows(4).any(|w| w == b"\r\n\r\n")
+            {
+                break;
+            }
+            scanned = prefix.len();
+            if prefix.len() >= head_limit {
                 break;
             }
         }
         io::Result::Ok(())
     };
-    match tokio::time::timeout(timeout, read_line).await {
+    match tokio::time::timeout(timeout, read_head).await {
         Ok(Ok(())) => {}
-        // Silent clients and broken sockets: hyper would close them too.
+        // Silent clients, slow heads and broken sockets: hyper would close them too.
         _ => return None,
     }
     if prefix.is_empty() {
         return None;
     }
-    if foreign_major_version(&prefix) {
+    if foreign {
         let _ = tokio::time::timeout(LINGER_TIME, stream.write_all(VERSION_NOT_SUPPORTED)).await;
         linger(stream).await;
         return None;

@@ -108,7 +108,12 @@ impl Server {
             tokio::spawn(async move {
                 let _permit = permit;
                 let screened = tokio::select! {
-                    io = guard::screen(stream, config.timeouts.client_header, config.timeouts.client_send) => io,
+                    io = guard::screen(
+                        stream,
+                        config.timeouts.client_header,
+                        config.timeouts.client_send,
+                        config.limits.max_header_bytes,
+                    ) => io,
                     _ = stop.changed() => None,
                 };
                 let Some(io) = screened else {
