@@ -192,7 +192,7 @@ impl AsyncRead for Screened {
     ) -> Poll<io::Result<()>> {
         if !self.prefix.is_empty() {
             let n = self.prefix.len().min(buf.remaining());
-                        buf.put_slice(&self.prefix[..n]);
+            buf.put_slice(&self.prefix[..n]);
             self.prefix.advance(n);
             if self.prefix.is_empty() {
                 // Give the buffer back: the connection may now idle for a long time.
