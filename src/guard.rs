@@ -159,12 +159,33 @@ pub async fn screen(
         linger(stream).await;
         return None;
     }
+    normalize_minor_version(&mut prefix);
     Some(Screened {
         prefix,
         stream: Some(stream),
         send_timeout,
         stalled: None,
     })
+}
+
+/// RFC 9110 §2.5 / RFC 9112 §2.3: a request with a higher minor version than relevo
+/// speaks (`HTTP/1.2`) is processed as HTTP/1.1, so the version is rewritten in place
+/// before hyper (whose parser knows only 1.0 and 1.1) sees the line.
+fn normalize_minor_version(buf: &mut [u8]) {
+    let Some(end) = buf.iter().position(|&b| b == b'\n') else {
+        return;
+    };
+    let line_end = if end > 0 && buf[end - 1] == b'\r' {
+        end - 1
+    } else {
+        end
+    };
+    if line_end >= 9 && &buf[line_end - 9..line_end - 1] == b" HTTP/1." {
+        let minor = &mut buf[line_end - 1];
+        if minor.is_ascii_digit() && *minor > b'1' {
+            *minor = b'1';
+        }
+    }
 }
 
 /// True for a request line ending in `HTTP/<d>.<d>` where the major digit is not 1.
@@ -239,6 +260,23 @@ impl AsyncWrite for Screened {
 #[cfg(test)]
 mod tests {
     use super::foreign_major_version as foreign;
+
+    #[test]
+    fn higher_minor_versions_become_1_1() {
+        for (line, want) in [
+            (
+                &b"GET / HTTP/1.2\r\nHost: a\r\n\r\n"[..],
+                &b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            ),
+            (b"GET / HTTP/1.9\n\n", b"GET / HTTP/1.1\n\n"),
+            (b"GET / HTTP/1.0\r\n\r\n", b"GET / HTTP/1.0\r\n\r\n"),
+            (b"GET /HTTP/1.5 HTTP/1.1\r\n", b"GET /HTTP/1.5 HTTP/1.1\r\n"),
+        ] {
+            let mut buf = line.to_vec();
+            super::normalize_minor_version(&mut buf);
+            assert_eq!(buf, want);
+        }
+    }
 
     #[test]
     fn only_other_major_versions_are_foreign() {

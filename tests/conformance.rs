@@ -234,6 +234,13 @@ async fn request_line_grammar() {
         rejects(&p, &b, req, 400).await;
     }
     rejects(&p, &b, b"GET / HTTP/2.0\r\nHost: app.test\r\n\r\n", 505).await;
+    // RFC 9112 §2.3: a higher minor version is served as HTTP/1.1.
+    let text = raw(
+        p.addr,
+        b"GET / HTTP/1.2\r\nHost: app.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&text), 200, "{text}");
 }
 
 // RFC 9112 §7.1: chunk sizes are hex digits; an invalid chunk aborts the exchange with
