@@ -1087,6 +1087,16 @@ mod tests {
         Config::parse(text, Path::new("t.toml")).map_err(|e| e.to_string())
     }
 
+    fn assert_errors(cases: &[(&str, &str)]) {
+        for (text, want) in cases {
+            let got = parse(text).unwrap_err();
+            assert!(
+                got.starts_with(want),
+                "for {text:?}\n got: {got}\nwant: {want}"
+            );
+        }
+    }
+
     #[test]
     fn lab_table_is_accepted_as_written() {
         let c = parse(
@@ -1180,13 +1190,7 @@ balance = "random"
                 "t.toml:2:19: backend `1.1.1.1:80` is listed twice",
             ),
         ];
-        for (text, want) in cases {
-            let got = parse(text).unwrap_err();
-            assert!(
-                got.starts_with(want),
-                "for {text:?}\n got: {got}\nwant: {want}"
-            );
-        }
+        assert_errors(&cases);
     }
 
     #[test]
@@ -1245,13 +1249,7 @@ expect = "200-299"
             ("[retries]\ntries = 0\n[hosts]\n\"a\" = [\"1.1.1.1\"]\n", "t.toml:2:9: retries.tries must be at least 1"),
             ("[hosts]\n\"a\" = [{ addr = \"1.1.1.1\", wieght = 2 }]\n", "t.toml:2:"),
         ];
-        for (text, want) in cases {
-            let got = parse(text).unwrap_err();
-            assert!(
-                got.starts_with(want),
-                "for {text:?}\n got: {got}\nwant: {want}"
-            );
-        }
+        assert_errors(&cases);
     }
 
     #[test]

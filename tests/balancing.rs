@@ -23,16 +23,6 @@ fn weighted(name: &str, backends: &[(SocketAddr, u32)], balance: Balance) -> Hos
     h
 }
 
-async fn get(addr: SocketAddr, host: &str, path: &str, extra: &str) -> Reply {
-    let mut c = connect(addr).await;
-    send(
-        &mut c,
-        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n").as_bytes(),
-    )
-    .await;
-    read_reply(&mut c).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weights_3_to_1_give_75_25() {
     for balance in [

@@ -107,16 +107,6 @@ async fn run_with(text: &str) -> (Running, String) {
     (r, path)
 }
 
-async fn get(addr: SocketAddr, host: &str, path: &str) -> Reply {
-    let mut c = connect(addr).await;
-    send(
-        &mut c,
-        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes(),
-    )
-    .await;
-    read_reply(&mut c).await
-}
-
 #[test]
 fn help_lists_the_commands() {
     let out = std::process::Command::new(BIN)
@@ -176,7 +166,7 @@ async fn demo_shows_round_robin_over_three_backends() {
     let r = spawn(&["demo", "--listen", "127.0.0.1:0"], None).await;
     let mut seen = Vec::new();
     for _ in 0..3 {
-        let reply = get(r.addr, "demo.test", "/").await;
+        let reply = get(r.addr, "demo.test", "/", "").await;
         assert_eq!(reply.status, 200);
         seen.push(reply.body);
     }
@@ -195,7 +185,7 @@ async fn access_log_has_one_line_per_request() {
         b.addr
     ))
     .await;
-    assert_eq!(get(r.addr, "app.test", "/logged?x=1").await.status, 200);
+    assert_eq!(get(r.addr, "app.test", "/logged?x=1", "").await.status, 200);
     let line = r.wait_log("target=/logged?x=1").await;
     for field in [
         "client=127.0.0.1:",

@@ -299,6 +299,17 @@ pub async fn connect(addr: SocketAddr) -> BufReader<TcpStream> {
     BufReader::new(TcpStream::connect(addr).await.unwrap())
 }
 
+/// One GET on a fresh connection; `extra` holds more header lines, each ending in CRLF.
+pub async fn get(addr: SocketAddr, host: &str, path: &str, extra: &str) -> Reply {
+    let mut c = connect(addr).await;
+    send(
+        &mut c,
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n").as_bytes(),
+    )
+    .await;
+    read_reply(&mut c).await
+}
+
 pub async fn send(r: &mut BufReader<TcpStream>, bytes: &[u8]) {
     r.get_mut().write_all(bytes).await.unwrap();
 }
