@@ -112,7 +112,31 @@ pub fn response<B>(resp: Response<B>) -> Response<B> {
     let switched_to = (parts.status == http::StatusCode::SWITCHING_PROTOCOLS)
         .then(|| parts.headers.get(header::UPGRADE).cloned())
         .flatten();
+    // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, which must not be
+    // forwarded with a body hyper framed by chunks; codings other than chunked (gzip,
+    // say) still describe the body and go on, hyper adding chunked after them.
+    let other_codings = parts
+        .headers
+        .contains_key(header::TRANSFER_ENCODING)
+        .then(|| {
+            parts.headers.remove(header::CONTENT_LENGTH);
+            let codings: Vec<&str> = parts
+                .headers
+                .get_all(header::TRANSFER_ENCODING)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(str::trim)
+                .filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("chunked"))
+                .collect();
+            HeaderValue::from_str(&codings.join(", "))
+                .ok()
+                .filter(|_| !codings.is_empty())
+        });
     strip_hop_by_hop(&mut parts.headers);
+    if let Some(codings) = other_codings.flatten() {
+        parts.headers.insert(header::TRANSFER_ENCODING, codings);
+    }
     parts.headers.remove(header::TE);
     append(&mut parts.headers, header::VIA, via(received));
     if let Some(protocol) = switched_to {

@@ -333,6 +333,31 @@ async fn badly_framed_backend_response_is_502() {
     }
 }
 
+// RFC 9112 §6.3 (3): a response with both Transfer-Encoding and Content-Length is
+// framed by the chunked coding, and the Content-Length is not passed on; codings
+// other than chunked are kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_transfer_encoding_overrides_content_length() {
+    let (text, _, _p) = via_scripted(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let lower = text.to_ascii_lowercase();
+    assert!(!lower.contains("content-length: 3"), "{text}");
+    assert!(text.contains("hello"), "{text}");
+    let (text, _, _p) = via_scripted(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("transfer-encoding: gzip, chunked"),
+        "{text}"
+    );
+}
+
 // RFC 9112 §6.3, §9.3: bytes after a complete response are not relayed, and that
 // connection is not used again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
