@@ -20,6 +20,9 @@ pub enum ProxyError {
     /// The host is not in the host table.
     #[error("host `{0}` is not served by this proxy")]
     UnknownHost(String),
+    /// A request transfer coding relevo does not implement (RFC 9112 §6.1: 501).
+    #[error("transfer coding `{0}` is not supported in requests")]
+    UnsupportedCoding(String),
     /// An `Expect` other than 100-continue (RFC 9110 §10.1.1).
     #[error("unsupported expectation: only 100-continue is defined")]
     ExpectationFailed,
@@ -82,6 +85,7 @@ impl ProxyError {
             ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
             ProxyError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             ProxyError::ExpectationFailed => StatusCode::EXPECTATION_FAILED,
+            ProxyError::UnsupportedCoding(_) => StatusCode::NOT_IMPLEMENTED,
             ProxyError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::Connect { .. }
             | ProxyError::Upstream { .. }
@@ -135,6 +139,7 @@ impl ProxyError {
                 | ProxyError::ClientBody(_)
                 | ProxyError::UriTooLong(_)
                 | ProxyError::ExpectationFailed
+                | ProxyError::UnsupportedCoding(_)
                 | ProxyError::ConnectRefused
                 | ProxyError::BodyTimeout(_)
         )

@@ -8,6 +8,7 @@ use http::uri::{PathAndQuery, Uri};
 use http::{Method, Request, Response, Version};
 
 use crate::body::ProxyBody;
+use crate::error::ProxyError;
 
 use crate::router::Target;
 
@@ -216,6 +217,32 @@ pub fn max_forwards<B>(req: &mut Request<B>) -> Option<Response<ProxyBody>> {
     resp.headers_mut()
         .insert(header::VIA, HeaderValue::from_static(via(req.version())));
     Some(resp)
+}
+
+/// A request's transfer codings must be exactly `chunked` (hyper has checked that it
+/// comes last): `chunked` twice is invalid (RFC 9112 §7: 400), and other codings
+/// would reach the backend still applied but no longer announced (RFC 9112 §6.1: 501).
+pub fn check_request_codings(headers: &HeaderMap) -> Result<(), ProxyError> {
+    let mut chunked = 0;
+    for coding in headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+    {
+        if coding.eq_ignore_ascii_case("chunked") {
+            chunked += 1;
+        } else {
+            return Err(ProxyError::UnsupportedCoding(coding.to_string()));
+        }
+    }
+    if chunked > 1 {
+        return Err(ProxyError::ClientBody(
+            "chunked applied more than once".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Removes `Connection`, every field it names, and the fixed hop-by-hop fields.

@@ -79,6 +79,7 @@ async fn proxy(
     if uri_len > limits.max_uri_bytes {
         return Err(ProxyError::UriTooLong(limits.max_uri_bytes));
     }
+    forward::check_request_codings(req.headers())?;
     // RFC 9110 §10.1.1: 100-continue is the only expectation there is.
     if let Some(expect) = req.headers().get(header::EXPECT) {
         if !expect.as_bytes().eq_ignore_ascii_case(b"100-continue") {

@@ -128,6 +128,26 @@ async fn transfer_encoding_not_ending_in_chunked_is_400() {
     }
 }
 
+// RFC 9112 §6.1, §7: `chunked` once and only once; codings relevo does not implement
+// get 501 rather than reaching the backend unannounced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_codings_other_than_one_chunked_are_refused() {
+    let (p, b) = setup(|_| {}).await;
+    rejects(&p, &b, b"POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n", 400).await;
+    rejects(&p, &b, b"POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400).await;
+    rejects(
+        &p,
+        &b,
+        b"POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        501,
+    )
+    .await;
+    // Empty list elements are allowed (RFC 9110 §5.6.1).
+    let text = raw(p.addr, b"POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: ,chunked\r\nConnection: close\r\n\r\n2\r\nhi\r\n0\r\n\r\n").await;
+    assert_eq!(status_of(&text), 200, "{text}");
+    assert_eq!(b.last().body, b"hi");
+}
+
 // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 means faulty framing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http10_with_transfer_encoding_is_400() {
