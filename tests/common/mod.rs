@@ -211,9 +211,16 @@ fn big_body(n: u64) -> TestBody {
 }
 
 /// A backend address nothing listens on.
+///
+/// The port stays bound (never listening) for the rest of the test process, so no
+/// other test can take it over and bring the "dead" backend to life: connects to it
+/// are refused.
 pub async fn dead_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    l.local_addr().unwrap()
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    std::mem::forget(socket);
+    addr
 }
 
 /// Writes `bytes`, then reads until the proxy closes the connection.
