@@ -36,14 +36,8 @@ pub fn upgrade_protocol<B>(req: &Request<B>) -> Option<HeaderValue> {
     {
         return None;
     }
-    let wanted: Vec<&str> = req
-        .headers()
-        .get_all(header::UPGRADE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|p| !p.is_empty() && !p.eq_ignore_ascii_case("h2c"))
+    let wanted: Vec<&str> = list_elements(req.headers(), header::UPGRADE)
+        .filter(|p| !p.eq_ignore_ascii_case("h2c"))
         .collect();
     if wanted.is_empty() {
         return None;
@@ -121,14 +115,8 @@ pub fn response<B>(resp: Response<B>) -> Response<B> {
         .contains_key(header::TRANSFER_ENCODING)
         .then(|| {
             parts.headers.remove(header::CONTENT_LENGTH);
-            let codings: Vec<&str> = parts
-                .headers
-                .get_all(header::TRANSFER_ENCODING)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .map(str::trim)
-                .filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("chunked"))
+            let codings: Vec<&str> = list_elements(&parts.headers, header::TRANSFER_ENCODING)
+                .filter(|c| !c.eq_ignore_ascii_case("chunked"))
                 .collect();
             HeaderValue::from_str(&codings.join(", "))
                 .ok()
@@ -223,14 +211,15 @@ pub fn max_forwards<B>(req: &mut Request<B>) -> Option<Response<ProxyBody>> {
 /// comes last): `chunked` twice is invalid (RFC 9112 §7: 400), and other codings
 /// would reach the backend still applied but no longer announced (RFC 9112 §6.1: 501).
 pub fn check_request_codings(headers: &HeaderMap) -> Result<(), ProxyError> {
-    let mut chunked = 0;
-    for coding in headers
+    if headers
         .get_all(header::TRANSFER_ENCODING)
         .iter()
-        .flat_map(|v| v.to_str().unwrap_or("?").split(','))
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
+        .any(|v| v.to_str().is_err())
     {
+        return Err(ProxyError::UnsupportedCoding("(not visible ASCII)".into()));
+    }
+    let mut chunked = 0;
+    for coding in list_elements(headers, header::TRANSFER_ENCODING) {
         if coding.eq_ignore_ascii_case("chunked") {
             chunked += 1;
         } else {
@@ -247,16 +236,24 @@ pub fn check_request_codings(headers: &HeaderMap) -> Result<(), ProxyError> {
 
 /// Removes `Connection`, every field it names, and the fixed hop-by-hop fields.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+    let named: Vec<HeaderName> = list_elements(headers, header::CONNECTION)
+        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
         .collect();
     for name in named.iter().chain(HOP_BY_HOP.iter()) {
         headers.remove(name);
     }
+}
+
+/// The non-empty elements of a list-valued field over all its lines (RFC 9110 §5.6.1),
+/// trimmed; lines that are not visible ASCII are skipped.
+fn list_elements(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(name)
+        .into_iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
 }
 
 /// Appends `value` to a list-valued field, folding earlier lines into one.
