@@ -421,3 +421,37 @@ fn route_explains_host_algorithm_and_backend() {
     assert_eq!(code, Some(1));
     assert!(text.contains("403"), "{text}");
 }
+
+// The benchmark templates (bench/*.toml.in) must stay valid configurations.
+#[test]
+fn bench_templates_are_valid_configs() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.to_string_lossy().ends_with(".toml.in") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("{listen}", "127.0.0.1:20090")
+            .replace("{threads}", "1")
+            .replace("{maxconn}", "1524")
+            .replace("{keepalive}", "1024")
+            .replace("{backend1}", "127.0.0.1:20081")
+            .replace("{backend2}", "127.0.0.1:20082");
+        let (_dir, config) = write_config(&text);
+        let out = std::process::Command::new(BIN)
+            .args(["check", "--config", &config])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 3);
+}
