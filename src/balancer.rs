@@ -110,26 +110,22 @@ impl Balancer {
             .iter()
             .map(|m| m.backend.health.availability(now))
             .collect();
-        let mut usable: Vec<bool> = avail.iter().map(|a| *a != Availability::Down).collect();
-        if !usable.iter().any(|u| *u) {
-            if !self.fail_open {
-                let retry_after = self
-                    .members
-                    .iter()
-                    .map(|m| m.backend.health.retry_after_secs())
-                    .min()
-                    .unwrap_or(1);
-                return Err(NoPick::AllDown(ProxyError::AllDown(retry_after)));
-            }
-            // Fail open: every member as if healthy.
-            usable.iter_mut().for_each(|u| *u = true);
+        let any_up = avail.iter().any(|a| *a != Availability::Down);
+        if !any_up && !self.fail_open {
+            let retry_after = self
+                .members
+                .iter()
+                .map(|m| m.backend.health.retry_after_secs())
+                .min()
+                .unwrap_or(1);
+            return Err(NoPick::AllDown(ProxyError::AllDown(retry_after)));
         }
-        for (i, m) in self.members.iter().enumerate() {
-            if tried.contains(&m.backend.addr) {
-                usable[i] = false;
-            }
-        }
-        let i = self.choose(&usable, affinity).ok_or(NoPick::AllTried)?;
+        // With every member down and fail-open, every member counts as healthy.
+        let candidates: Vec<usize> = (0..self.members.len())
+            .filter(|&i| !any_up || avail[i] != Availability::Down)
+            .filter(|&i| !tried.contains(&self.members[i].backend.addr))
+            .collect();
+        let i = self.choose(&candidates, affinity).ok_or(NoPick::AllTried)?;
         if avail[i] == Availability::Probe {
             // If another request won the probe, this one goes anyway: at most a few
             // requests reach a backend whose ejection just ended.
@@ -138,8 +134,7 @@ impl Balancer {
         Ok(&self.members[i])
     }
 
-    fn choose(&self, usable: &[bool], affinity: Option<u64>) -> Option<usize> {
-        let candidates: Vec<usize> = (0..self.members.len()).filter(|&i| usable[i]).collect();
+    fn choose(&self, candidates: &[usize], affinity: Option<u64>) -> Option<usize> {
         match candidates.len() {
             0 => return None,
             1 => return Some(candidates[0]),
@@ -154,8 +149,8 @@ impl Balancer {
                 .load(Ordering::Relaxed) as i64
         };
         Some(match &self.algorithm {
-            Algorithm::RoundRobin(current) => self.smooth_round_robin(current, &candidates),
-            Algorithm::Random => self.weighted_random(&candidates, None),
+            Algorithm::RoundRobin(current) => self.smooth_round_robin(current, candidates),
+            Algorithm::Random => self.weighted_random(candidates, None),
             Algorithm::LeastConn(current) => {
                 // in_flight(i)/weight(i) compared without division.
                 let load_lt =
@@ -175,8 +170,8 @@ impl Balancer {
                 self.smooth_round_robin(current, &tied)
             }
             Algorithm::P2c => {
-                let a = self.weighted_random(&candidates, None);
-                let b = self.weighted_random(&candidates, Some(a));
+                let a = self.weighted_random(candidates, None);
+                let b = self.weighted_random(candidates, Some(a));
                 let (la, lb) = (in_flight(a) * weight(b), in_flight(b) * weight(a));
                 if la != lb {
                     if la < lb {
@@ -203,7 +198,7 @@ impl Balancer {
                 // that is down move, and they spread over the others.
                 (0..ring.len())
                     .map(|k| ring[(start + k) % ring.len()].1)
-                    .find(|&i| usable[i])
+                    .find(|i| candidates.contains(i))
                     .unwrap_or(candidates[0])
             }
         })
