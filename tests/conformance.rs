@@ -419,15 +419,7 @@ async fn no_body_after_head_204_304() {
         let p = start_proxy(vec![host("app.test", &[addr])], |_| {});
         let mut c = connect(p.addr).await;
         send(&mut c, req).await;
-        let mut head = String::new();
-        loop {
-            let mut line = String::new();
-            c.read_line(&mut line).await.unwrap();
-            if line == "\r\n" {
-                break;
-            }
-            head.push_str(&line);
-        }
+        let head = read_head(&mut c).await;
         // The next bytes on the connection must be the next response, not "hello".
         send(&mut c, b"GET /next HTTP/1.1\r\nHost: app.test\r\n\r\n").await;
         let mut next = [0u8; 9];
@@ -701,18 +693,8 @@ async fn websocket_upgrade_is_tunnelled() {
     let p = start_proxy(vec![host("app.test", &[addr])], |_| {});
     let mut c = connect(p.addr).await;
     send(&mut c, WS_REQUEST).await;
-    let mut status = String::new();
-    c.read_line(&mut status).await.unwrap();
-    assert!(status.starts_with("HTTP/1.1 101"), "{status}");
-    let mut resp_head = String::new();
-    loop {
-        let mut line = String::new();
-        c.read_line(&mut line).await.unwrap();
-        if line == "\r\n" {
-            break;
-        }
-        resp_head.push_str(&line.to_ascii_lowercase());
-    }
+    let resp_head = read_head(&mut c).await.to_ascii_lowercase();
+    assert!(resp_head.starts_with("http/1.1 101"), "{resp_head}");
     assert!(
         resp_head.contains("upgrade: websocket") && resp_head.contains("connection: upgrade"),
         "{resp_head}"
@@ -873,16 +855,8 @@ async fn connect_tunnels_only_to_allowed_targets() {
     );
     let mut c = connect(p.addr).await;
     send(&mut c, req.as_bytes()).await;
-    let mut line = String::new();
-    c.read_line(&mut line).await.unwrap();
-    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
-    loop {
-        line.clear();
-        c.read_line(&mut line).await.unwrap();
-        if line == "\r\n" {
-            break;
-        }
-    }
+    let head = read_head(&mut c).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     c.get_mut().write_all(b"through the tunnel").await.unwrap();
     let mut echo = [0u8; 18];
     tokio::time::timeout(WAIT, c.read_exact(&mut echo))

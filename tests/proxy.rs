@@ -511,17 +511,7 @@ async fn head_response_has_length_but_no_body() {
     let p = start_proxy(vec![host("app.test", &[b.addr])], |_| {});
     let mut c = connect(p.addr).await;
     send(&mut c, b"HEAD / HTTP/1.1\r\nHost: app.test\r\n\r\n").await;
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        tokio::io::AsyncBufReadExt::read_line(&mut c, &mut line)
-            .await
-            .unwrap();
-        if line == "\r\n" {
-            break;
-        }
-        head.push_str(&line);
-    }
+    let head = read_head(&mut c).await;
     assert!(
         head.to_ascii_lowercase().contains("content-length: 11"),
         "{head}"

@@ -259,7 +259,8 @@ pub async fn read_reply(r: &mut BufReader<TcpStream>) -> Reply {
         .expect("no reply in time")
 }
 
-async fn read_reply_inner(r: &mut BufReader<TcpStream>) -> Reply {
+/// Reads a response head: the status line and the fields, up to the empty line.
+pub async fn read_head(r: &mut BufReader<TcpStream>) -> String {
     let mut head = String::new();
     loop {
         let mut line = String::new();
@@ -268,10 +269,14 @@ async fn read_reply_inner(r: &mut BufReader<TcpStream>) -> Reply {
             "connection closed mid-head: {head}"
         );
         if line == "\r\n" {
-            break;
+            return head;
         }
         head.push_str(&line);
     }
+}
+
+async fn read_reply_inner(r: &mut BufReader<TcpStream>) -> Reply {
+    let head = read_head(r).await;
     let status = head[9..12].parse().unwrap();
     let reply = Reply {
         status,
