@@ -1,27 +1,36 @@
 //! relevo: an HTTP/1.1 load-balancing proxy.
 //!
-//! A request travels through the modules in this order (see ARCHITECTURE.md):
-//! [`server`] accepts and [`guard`] screens the connection → hyper reads the head →
-//! [`proxy`] drives the request: [`router`] finds the site, [`balancer`] picks a
-//! backend, [`forward`] rewrites the head, [`upstream`]/[`pool`] supply a kept-alive
-//! connection → [`body`] streams the response back and writes the access log.
+//! The modules follow a request (see ARCHITECTURE.md), and each may import only from
+//! the ones listed before it (`tests/layering.rs` checks this and that there is no
+//! import cycle):
+//!
+//! 1. [`clock`], [`http`]: the protocol vocabulary (host syntax, checks, head
+//!    rewriting, request bodies, the error type and its pages).
+//! 2. [`config`]: the validated configuration every later stage reads.
+//! 3. [`downstream`]: accept, screen the first head, serve the client connection.
+//! 4. [`routing`]: the host table picks the entry, the balancer picks the backend.
+//! 5. [`upstream`]: backends, their pools, health and latency; connections to them.
+//! 6. [`proxy`]: the phases of one request, attempts and retries, the response body,
+//!    tunnels, and the session finished (access log) when the response ends.
+//! 7. [`server`]: the listener wired to the proxy, reloads.
+//! 8. [`cli`]: the dry run, the demo, running until a signal.
 
-pub mod balancer;
-pub mod body;
+pub mod clock;
+pub mod http;
+
 pub mod config;
-pub mod demo;
-pub mod error;
-pub mod forward;
-pub mod guard;
-pub mod health;
-pub mod pool;
-pub mod proxy;
-pub mod route;
-pub mod router;
-pub mod server;
-pub mod state;
-pub mod tunnel;
+
+pub mod downstream;
+
+pub mod routing;
+
 pub mod upstream;
+
+pub mod proxy;
+
+pub mod server;
+
+pub mod cli;
 
 pub use config::Config;
 pub use server::Server;

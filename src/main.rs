@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use relevo::{demo, server, Config, Server};
+use relevo::cli::run::{init_logging, run_blocking, serve, EXIT_CONFIG, EXIT_RUNTIME};
+use relevo::cli::{demo, dry_run};
+use relevo::Config;
 use tracing::{error, info};
 
 /// mimalloc keeps per-thread free lists and packs small objects densely: less time in
@@ -63,11 +65,6 @@ enum Command {
     },
 }
 
-/// Exit status for a configuration that does not validate (as `nginx -t` style tools do).
-const EXIT_CONFIG: u8 = 2;
-/// Exit status for a failure at run time (cannot bind, ...).
-const EXIT_RUNTIME: u8 = 1;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -95,7 +92,7 @@ fn main() -> ExitCode {
             let Some(config) = load(&config) else {
                 return ExitCode::from(EXIT_CONFIG);
             };
-            match relevo::route::explain(config, &url, &headers, client) {
+            match dry_run::explain(config, &url, &headers, client) {
                 Ok(text) => {
                     print!("{text}");
                     ExitCode::SUCCESS
@@ -143,110 +140,4 @@ fn main() -> ExitCode {
 /// Loads a configuration file, printing the located error if it is invalid.
 fn load(path: &Path) -> Option<Config> {
     Config::load(path).map_err(|e| eprintln!("{e}")).ok()
-}
-
-fn init_logging(default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
-}
-
-fn run_blocking(
-    threads: Option<usize>,
-    fut: impl std::future::Future<Output = ExitCode>,
-) -> ExitCode {
-    let threads =
-        threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    // One thread: a current-thread runtime has no cross-thread wake-ups to pay for.
-    let runtime = if threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .enable_all()
-            .build()
-    };
-    match runtime {
-        Ok(rt) => rt.block_on(fut),
-        Err(e) => {
-            eprintln!("relevo: cannot start the runtime: {e}");
-            ExitCode::from(EXIT_RUNTIME)
-        }
-    }
-}
-
-async fn serve(config: Config, path: Option<PathBuf>) -> ExitCode {
-    let server = match Server::bind(config.clone()) {
-        Ok(s) => s,
-        Err(e) => {
-            error!("cannot listen on {}: {e}", config.listen);
-            return ExitCode::from(EXIT_RUNTIME);
-        }
-    };
-    let addr = server.local_addr().unwrap_or(config.listen);
-    info!("listening on {addr}");
-    for h in &config.hosts {
-        let list: Vec<String> = h.backends.iter().map(|b| b.to_string()).collect();
-        info!(
-            "host {} -> [{}] ({})",
-            h.key(),
-            list.join(", "),
-            h.balance.name()
-        );
-    }
-    let state = server.state();
-    tokio::spawn(reload_on_sighup(state, path));
-    server.run(stop_signal()).await;
-    ExitCode::SUCCESS
-}
-
-#[cfg(unix)]
-async fn stop_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        error!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM: stopping gracefully"),
-        _ = int.recv() => info!("SIGINT: stopping gracefully"),
-    }
-}
-
-#[cfg(unix)]
-async fn reload_on_sighup(
-    state: std::sync::Arc<arc_swap::ArcSwap<relevo::state::State>>,
-    path: Option<PathBuf>,
-) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        return;
-    };
-    while hup.recv().await.is_some() {
-        let Some(path) = path.as_deref() else {
-            info!("SIGHUP: the demo has no configuration file to reload");
-            continue;
-        };
-        reload(&state, path);
-    }
-}
-
-fn reload(state: &arc_swap::ArcSwap<relevo::state::State>, path: &Path) {
-    match Config::load(path) {
-        Ok(config) => {
-            let hosts = config.hosts.len();
-            server::reload(state, config);
-            info!("SIGHUP: reloaded {} ({hosts} hosts)", path.display());
-        }
-        Err(e) => error!("SIGHUP: keeping the running configuration: {e}"),
-    }
 }

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use relevo::config::{BackendConfig, Balance, HashKey, HealthCheck, HostConfig};
+use relevo::config::{BackendConfig, Balance, HashKey, HealthCheck, HostEntryConfig};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 
-fn weighted(name: &str, backends: &[(SocketAddr, u32)], balance: Balance) -> HostConfig {
+fn weighted(name: &str, backends: &[(SocketAddr, u32)], balance: Balance) -> HostEntryConfig {
     let mut h = host(name, &[]);
     h.backends = backends
         .iter()

@@ -21,13 +21,13 @@ fuzz_target!(|data: &[u8]| {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()).collect::<Vec<_>>())
         .collect();
-    let target = relevo::router::Target {
+    let target = relevo::http::host::Target {
         host: "app.test".into(),
         port: None,
         authority: http::uri::Authority::from_static("app.test"),
     };
-    let upgrade = relevo::forward::upgrade_protocol(&req);
-    let out = relevo::forward::request(req, &target, "127.0.0.1:1".parse().unwrap(), upgrade.clone());
+    let upgrade = relevo::http::rewrite::upgrade_protocol(&req);
+    let out = relevo::http::rewrite::request(req, &target, "127.0.0.1:1".parse().unwrap(), upgrade.clone());
     let h = out.headers();
     for gone in ["keep-alive", "proxy-connection", "proxy-authorization", "transfer-encoding", "expect"] {
         assert!(!h.contains_key(gone), "{gone} survived");
@@ -41,6 +41,6 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     assert_eq!(h.get_all(http::header::HOST).iter().count(), 1);
-    let resp = relevo::forward::response(http::Response::new(()));
+    let resp = relevo::http::rewrite::response(http::Response::new(()));
     assert!(resp.headers().contains_key(http::header::VIA));
 });

@@ -12,10 +12,10 @@ fuzz_target!(|data: &[u8]| {
     if let Some(h) = host.and_then(|h| http::HeaderValue::from_bytes(h).ok()) {
         req.headers_mut().insert(http::header::HOST, h);
     }
-    if let Ok(t) = relevo::router::target(&req) {
+    if let Ok(t) = relevo::http::host::target(&req) {
         assert!(!t.host.is_empty());
         assert_eq!(t.host, t.host.to_ascii_lowercase());
         assert!(!t.host.contains('[') && !t.host.contains('@'));
     }
-    let _ = relevo::guard::foreign_major_version(data);
+    let _ = relevo::downstream::screen::foreign_major_version(data);
 });

@@ -14,7 +14,7 @@ use hyper::body::{Frame, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use relevo::config::{Config, HostConfig};
+use relevo::config::{Config, HostEntryConfig};
 use relevo::Server;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -24,14 +24,14 @@ use tokio::sync::oneshot;
 pub const WAIT: Duration = Duration::from_secs(10);
 
 /// A host-table entry with default options.
-pub fn host(name: &str, backends: &[SocketAddr]) -> HostConfig {
-    HostConfig::new(name, backends)
+pub fn host(name: &str, backends: &[SocketAddr]) -> HostEntryConfig {
+    HostEntryConfig::new(name, backends)
 }
 
 /// relevo running in this process on an ephemeral port; stops when dropped.
 pub struct Proxy {
     pub addr: SocketAddr,
-    pub state: Arc<arc_swap::ArcSwap<relevo::state::State>>,
+    pub state: Arc<arc_swap::ArcSwap<relevo::proxy::State>>,
     stop: Option<oneshot::Sender<()>>,
 }
 
@@ -51,7 +51,7 @@ impl Drop for Proxy {
 }
 
 /// Starts relevo with `hosts`, after `tweak` adjusts the configuration.
-pub fn start_proxy(hosts: Vec<HostConfig>, tweak: impl FnOnce(&mut Config)) -> Proxy {
+pub fn start_proxy(hosts: Vec<HostEntryConfig>, tweak: impl FnOnce(&mut Config)) -> Proxy {
     let mut config = Config::with_hosts("127.0.0.1:0".parse().unwrap(), hosts);
     config.timeouts.shutdown = Duration::from_millis(100);
     tweak(&mut config);

@@ -5,12 +5,10 @@ use std::net::SocketAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
-use http::{Method, Request, Response, Version};
+use http::{Request, Response, Version};
 
-use crate::body::ProxyBody;
-use crate::error::ProxyError;
-
-use crate::router::Target;
+use super::fields::{append, has_token, list_elements};
+use super::host::Target;
 
 /// Fields that describe one hop only (RFC 9110 §7.6.1, RFC 9112 §6.1, and the
 /// non-standard ones proxies have always removed). `TE: trailers` is handled apart.
@@ -141,97 +139,12 @@ pub fn response<B>(resp: Response<B>) -> Response<B> {
 }
 
 /// `Via` entry: the protocol received on that hop and this proxy's pseudonym (RFC 9110 §7.6.3).
-fn via(version: Version) -> &'static str {
+pub(super) fn via(version: Version) -> &'static str {
     if version == Version::HTTP_10 {
         "1.0 relevo"
     } else {
         "1.1 relevo"
     }
-}
-
-/// Max-Forwards (RFC 9110 §7.6.2): a TRACE or OPTIONS that may not be forwarded any
-/// further is answered here; a larger value is decremented on the way through.
-pub fn max_forwards<B>(req: &mut Request<B>) -> Option<Response<ProxyBody>> {
-    if !matches!(*req.method(), Method::TRACE | Method::OPTIONS) {
-        return None;
-    }
-    let left: u64 = req
-        .headers()
-        .get(header::MAX_FORWARDS)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    if left > 0 {
-        req.headers_mut()
-            .insert(header::MAX_FORWARDS, HeaderValue::from(left - 1));
-        return None;
-    }
-    let mut resp = if req.method() == Method::TRACE {
-        // The message as received (RFC 9110 §9.3.8), minus credentials.
-        let mut echo = format!("TRACE {} {:?}\r\n", req.uri(), req.version());
-        for (name, value) in req.headers() {
-            if ![
-                header::COOKIE,
-                header::AUTHORIZATION,
-                header::PROXY_AUTHORIZATION,
-            ]
-            .contains(name)
-            {
-                echo.push_str(&format!(
-                    "{name}: {}\r\n",
-                    String::from_utf8_lossy(value.as_bytes())
-                ));
-            }
-        }
-        echo.push_str("\r\n");
-        let mut r = Response::new(ProxyBody::page(echo));
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("message/http"),
-        );
-        r
-    } else {
-        let mut r = Response::new(ProxyBody::empty());
-        r.headers_mut().insert(
-            header::ALLOW,
-            HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH"),
-        );
-        r.headers_mut()
-            .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-        r
-    };
-    resp.headers_mut()
-        .insert(header::VIA, HeaderValue::from_static(via(req.version())));
-    Some(resp)
-}
-
-/// A request's transfer codings must be exactly `chunked` (hyper has checked that it
-/// comes last): `chunked` twice is invalid (RFC 9112 §7: 400), and other codings
-/// would reach the backend still applied but no longer announced (RFC 9112 §6.1: 501).
-pub fn check_request_codings(headers: &HeaderMap) -> Result<(), ProxyError> {
-    if headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .any(|v| v.to_str().is_err())
-    {
-        return Err(ProxyError::UnsupportedCoding("(not visible ASCII)".into()));
-    }
-    let mut chunked = 0;
-    for coding in list_elements(headers, header::TRANSFER_ENCODING) {
-        if coding.eq_ignore_ascii_case("chunked") {
-            chunked += 1;
-        } else {
-            return Err(ProxyError::UnsupportedCoding(coding.to_string()));
-        }
-    }
-    if chunked > 1 {
-        return Err(ProxyError::ClientBody(
-            "chunked applied more than once".into(),
-        ));
-    }
-    Ok(())
 }
 
 /// Removes `Connection`, every field it names, and the fixed hop-by-hop fields.
@@ -242,45 +155,6 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named.iter().chain(HOP_BY_HOP.iter()) {
         headers.remove(name);
     }
-}
-
-/// The non-empty elements of a list-valued field over all its lines (RFC 9110 §5.6.1),
-/// trimmed; lines that are not visible ASCII are skipped.
-fn list_elements(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &str> {
-    headers
-        .get_all(name)
-        .into_iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|e| !e.is_empty())
-}
-
-/// Appends `value` to a list-valued field, folding earlier lines into one.
-fn append(headers: &mut HeaderMap, name: HeaderName, value: &str) {
-    let mut joined = String::new();
-    for v in headers.get_all(&name) {
-        if let Ok(s) = v.to_str() {
-            joined.push_str(s);
-            joined.push_str(", ");
-        }
-    }
-    joined.push_str(value);
-    if let Ok(v) = HeaderValue::from_str(&joined) {
-        headers.insert(name, v);
-    }
-}
-
-fn has_token(value: &HeaderValue, token: &str) -> bool {
-    value.to_str().is_ok_and(|s| {
-        s.split(',').any(|t| {
-            t.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .eq_ignore_ascii_case(token)
-        })
-    })
 }
 
 #[cfg(test)]
@@ -301,18 +175,5 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
-    }
-
-    #[test]
-    fn appends_to_list_fields() {
-        let mut h = HeaderMap::new();
-        h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
-        h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.2"));
-        append(
-            &mut h,
-            HeaderName::from_static("x-forwarded-for"),
-            "127.0.0.1",
-        );
-        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 127.0.0.1");
     }
 }

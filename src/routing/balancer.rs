@@ -1,40 +1,30 @@
-//! Picks the backend of a site for each request, among those health allows.
+//! Picks the backend of a host entry for each request, among those health allows.
 //!
 //! Algorithms: smooth weighted round-robin (nginx's), weighted random, weighted
 //! least-connections, power of two choices (in-flight, then peak-EWMA latency) and
 //! consistent hashing on a ketama ring.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use http::{header, HeaderMap};
+use http::HeaderMap;
 use rand::Rng;
 
+use super::candidate::{Availability, Candidate, Member};
+use super::hash_ring::{hash_bytes, key_value, ring, RING_POINTS};
+use crate::clock::now_ms;
 use crate::config::{Balance, HashKey};
-use crate::error::ProxyError;
-use crate::health::{now_ms, Availability};
-use crate::upstream::Backend;
+use crate::http::ProxyError;
 
 /// How much faster (peak-EWMA) a backend must be to win a p2c tie on load.
 const LATENCY_MARGIN: f64 = 1.5;
 
-/// Points per unit of weight on the hash ring: enough for an even spread (ketama uses 160).
-const RING_POINTS: u32 = 160;
-
-/// A backend as a member of one site, with its weight there.
+/// A host entry's algorithm, its state and its members.
 #[derive(Debug)]
-pub struct Member {
-    /// The backend (shared between sites and kept across reloads).
-    pub backend: Arc<Backend>,
-    /// Relative share of requests.
-    pub weight: u32,
-}
-
-/// A site's algorithm, its state and its members.
-#[derive(Debug)]
-pub struct Balancer {
-    members: Vec<Member>,
+pub struct Balancer<B> {
+    /// The backends of the entry, in configuration order.
+    members: Vec<Member<B>>,
+    /// Which algorithm, with the state it keeps between picks.
     algorithm: Algorithm,
     /// With every member down: true picks among all of them, false answers 503.
     fail_open: bool,
@@ -58,20 +48,20 @@ enum Algorithm {
 /// Why a pick could not be made.
 #[derive(Debug)]
 pub enum NoPick {
-    /// Every member is down and the site does not fail open.
+    /// Every member is down and the entry does not fail open.
     AllDown(ProxyError),
     /// Every member that could take the request was already tried.
     AllTried,
 }
 
-impl Balancer {
+impl<B: Candidate> Balancer<B> {
     /// A balancer for `members` (never empty: config validation sees to it).
     pub fn new(
         kind: Balance,
         hash_key: &HashKey,
-        members: Vec<Member>,
+        members: Vec<Member<B>>,
         fail_open: bool,
-    ) -> Balancer {
+    ) -> Balancer<B> {
         let algorithm = match kind {
             Balance::RoundRobin => Algorithm::RoundRobin(Mutex::new(vec![0; members.len()])),
             Balance::Random => Algorithm::Random,
@@ -90,7 +80,7 @@ impl Balancer {
     }
 
     /// The members, in configuration order.
-    pub fn members(&self) -> &[Member] {
+    pub fn members(&self) -> &[Member<B>] {
         &self.members
     }
 
@@ -103,19 +93,19 @@ impl Balancer {
     }
 
     /// Picks a member that is available and not in `tried`.
-    pub fn pick(&self, affinity: Option<u64>, tried: &[SocketAddr]) -> Result<&Member, NoPick> {
+    pub fn pick(&self, affinity: Option<u64>, tried: &[SocketAddr]) -> Result<&Member<B>, NoPick> {
         let now = now_ms();
         let avail: Vec<Availability> = self
             .members
             .iter()
-            .map(|m| m.backend.health.availability(now))
+            .map(|m| m.backend.availability(now))
             .collect();
         let any_up = avail.iter().any(|a| *a != Availability::Down);
         if !any_up && !self.fail_open {
             let retry_after = self
                 .members
                 .iter()
-                .map(|m| m.backend.health.retry_after_secs())
+                .map(|m| m.backend.retry_after_secs())
                 .min()
                 .unwrap_or(1);
             return Err(NoPick::AllDown(ProxyError::AllDown(retry_after)));
@@ -123,13 +113,13 @@ impl Balancer {
         // With every member down and fail-open, every member counts as healthy.
         let candidates: Vec<usize> = (0..self.members.len())
             .filter(|&i| !any_up || avail[i] != Availability::Down)
-            .filter(|&i| !tried.contains(&self.members[i].backend.addr))
+            .filter(|&i| !tried.contains(&self.members[i].backend.addr()))
             .collect();
         let i = self.choose(&candidates, affinity).ok_or(NoPick::AllTried)?;
         if avail[i] == Availability::Probe {
             // If another request won the probe, this one goes anyway: at most a few
             // requests reach a backend whose ejection just ended.
-            self.members[i].backend.health.claim_probe();
+            self.members[i].backend.claim_probe();
         }
         Ok(&self.members[i])
     }
@@ -141,13 +131,7 @@ impl Balancer {
             _ => {}
         }
         let weight = |i: usize| i64::from(self.members[i].weight);
-        let in_flight = |i: usize| {
-            self.members[i]
-                .backend
-                .stats
-                .in_flight
-                .load(Ordering::Relaxed) as i64
-        };
+        let in_flight = |i: usize| self.members[i].backend.in_flight() as i64;
         Some(match &self.algorithm {
             Algorithm::RoundRobin(current) => self.smooth_round_robin(current, candidates),
             Algorithm::Random => self.weighted_random(candidates, None),
@@ -180,8 +164,8 @@ impl Balancer {
                         b
                     }
                 } else if la > 0
-                    && self.members[b].backend.latency.get() * LATENCY_MARGIN
-                        < self.members[a].backend.latency.get()
+                    && self.members[b].backend.latency() * LATENCY_MARGIN
+                        < self.members[a].backend.latency()
                 {
                     // Latency breaks ties only under load, and only when clearly faster:
                     // idle backends get random picks, so the peak of one slow response
@@ -252,7 +236,7 @@ impl Balancer {
     ) -> String {
         match &self.algorithm {
             Algorithm::RoundRobin(_) => {
-                let weights: Vec<String> = self.members.iter().map(|m| format!("{}×{}", m.backend.addr, m.weight)).collect();
+                let weights: Vec<String> = self.members.iter().map(|m| format!("{}×{}", m.backend.addr(), m.weight)).collect();
                 format!("round-robin (smooth, weighted): the rotation goes through [{}]; a fresh proxy sends its first request to the first listed", weights.join(", "))
             }
             Algorithm::Random => "random, weighted: any member, in proportion to its weight".into(),
@@ -268,77 +252,48 @@ impl Balancer {
     }
 }
 
-/// The string a request hashes on; a missing header or cookie falls back to the client IP.
-fn key_value(key: &HashKey, client: IpAddr, headers: &HeaderMap, path: &str) -> String {
-    let value = match key {
-        HashKey::ClientIp => None,
-        HashKey::Path => Some(path.to_string()),
-        HashKey::Header(name) => headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
-        HashKey::Cookie(name) => headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.to_string()),
-    };
-    value.unwrap_or_else(|| client.to_string())
-}
-
-/// The ketama ring: `RING_POINTS × weight` points per member, placed by hashing
-/// `address-n`, so a member's points do not depend on the other members.
-fn ring(members: &[Member]) -> Vec<(u64, usize)> {
-    let mut ring = Vec::new();
-    for (i, m) in members.iter().enumerate() {
-        for n in 0..RING_POINTS * m.weight {
-            ring.push((hash_bytes(format!("{}-{n}", m.backend.addr).as_bytes()), i));
-        }
-    }
-    ring.sort_unstable();
-    ring
-}
-
-/// FNV-1a with a final avalanche (from splitmix64): stable across builds and runs,
-/// which a consistent-hashing ring needs and `std`'s hasher does not promise.
-fn hash_bytes(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h ^= h >> 30;
-    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h ^= h >> 27;
-    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^ (h >> 31)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::sync::Arc;
 
-    fn members(weights: &[u32]) -> Vec<Member> {
+    /// An idle, healthy backend: all these algorithms need of one.
+    #[derive(Debug)]
+    struct Idle(SocketAddr);
+
+    impl Candidate for Idle {
+        fn addr(&self) -> SocketAddr {
+            self.0
+        }
+        fn in_flight(&self) -> u64 {
+            0
+        }
+        fn latency(&self) -> f64 {
+            0.0
+        }
+        fn availability(&self, _now: u64) -> Availability {
+            Availability::Up
+        }
+        fn claim_probe(&self) -> bool {
+            false
+        }
+        fn retry_after_secs(&self) -> u64 {
+            1
+        }
+    }
+
+    fn members(weights: &[u32]) -> Vec<Member<Idle>> {
         weights
             .iter()
             .enumerate()
             .map(|(i, &w)| Member {
-                backend: Arc::new(Backend::new(
-                    SocketAddr::from(([10, 0, 0, i as u8 + 1], 80)),
-                    1,
-                    Duration::from_secs(1),
-                    8192,
-                )),
+                backend: Arc::new(Idle(SocketAddr::from(([10, 0, 0, i as u8 + 1], 80)))),
                 weight: w,
             })
             .collect()
     }
 
-    fn spread(b: &Balancer, n: usize) -> Vec<usize> {
+    fn spread(b: &Balancer<Idle>, n: usize) -> Vec<usize> {
         let mut counts = vec![0; b.members().len()];
         for k in 0..n {
             let m = b.pick(Some(hash_bytes(&k.to_le_bytes())), &[]).unwrap();
@@ -361,7 +316,7 @@ mod tests {
             false,
         );
         let order: Vec<u8> = (0..7)
-            .map(|_| match b.pick(None, &[]).unwrap().backend.addr.ip() {
+            .map(|_| match b.pick(None, &[]).unwrap().backend.addr().ip() {
                 IpAddr::V4(v4) => v4.octets()[3],
                 IpAddr::V6(_) => 0,
             })
@@ -395,10 +350,10 @@ mod tests {
         for k in 0..n {
             let h = Some(hash_bytes(&k.to_le_bytes()));
             let (a, b) = (five.pick(h, &[]).unwrap(), four.pick(h, &[]).unwrap());
-            if a.backend.addr != b.backend.addr {
+            if a.backend.addr() != b.backend.addr() {
                 moved += 1;
                 assert_eq!(
-                    a.backend.addr.to_string(),
+                    a.backend.addr().to_string(),
                     "10.0.0.3:80",
                     "only the removed member's keys move"
                 );
@@ -416,33 +371,12 @@ mod tests {
             members(&[1, 1]),
             false,
         );
-        let first = b.pick(None, &[]).unwrap().backend.addr;
-        let second = b.pick(None, &[first]).unwrap().backend.addr;
+        let first = b.pick(None, &[]).unwrap().backend.addr();
+        let second = b.pick(None, &[first]).unwrap().backend.addr();
         assert_ne!(first, second);
         assert!(matches!(
             b.pick(None, &[first, second]),
             Err(NoPick::AllTried)
         ));
-    }
-
-    #[test]
-    fn cookie_and_header_keys() {
-        let mut h = HeaderMap::new();
-        h.insert("cookie", "a=1; session=xyz; b=2".parse().unwrap());
-        h.insert("x-user", "alice".parse().unwrap());
-        let ip: IpAddr = "10.9.9.9".parse().unwrap();
-        assert_eq!(
-            key_value(&HashKey::Cookie("session".into()), ip, &h, "/p"),
-            "xyz"
-        );
-        assert_eq!(
-            key_value(&HashKey::Header("x-user".parse().unwrap()), ip, &h, "/p"),
-            "alice"
-        );
-        assert_eq!(
-            key_value(&HashKey::Cookie("none".into()), ip, &h, "/p"),
-            "10.9.9.9"
-        );
-        assert_eq!(key_value(&HashKey::Path, ip, &h, "/p"), "/p");
     }
 }

@@ -1,16 +1,17 @@
 //! Keep-alive connections to one backend, reused across client connections.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hyper::client::conn::http1::SendRequest;
 
-use crate::body::UpstreamBody;
-use crate::upstream::Backend;
+use crate::http::request_body::UpstreamBody;
 
 /// Idle connections to one backend, most recently used last.
 #[derive(Debug)]
 pub struct Pool {
+    /// The idle connections, oldest first.
     idle: Mutex<Vec<Idle>>,
     /// More idle connections than this are closed rather than kept.
     max_idle: usize,
@@ -21,7 +22,9 @@ pub struct Pool {
 
 #[derive(Debug)]
 struct Idle {
+    /// hyper's handle on the connection.
     sender: SendRequest<UpstreamBody>,
+    /// When it went idle, for `idle_timeout`.
     since: Instant,
 }
 
@@ -66,25 +69,32 @@ impl Pool {
 }
 
 /// A connection checked out for one exchange; it goes back to the pool only when
-/// the response body was read to its end.
+/// the response body was read to its end (`release`), and is closed if dropped.
 #[derive(Debug)]
 pub struct PooledConn {
+    /// hyper's handle, to send the request on.
     sender: SendRequest<UpstreamBody>,
-    backend: Arc<Backend>,
+    /// Where it goes back to.
+    pool: Arc<Pool>,
+    /// The backend, for logs.
+    pub addr: SocketAddr,
     /// Whether this connection served an earlier request (then a failure before any
     /// response byte may just be the backend's idle close, and a retry is safe).
     pub reused: bool,
 }
 
 impl PooledConn {
-    pub(crate) fn new(
+    /// A checked-out connection that returns to `pool`.
+    pub fn new(
         sender: SendRequest<UpstreamBody>,
-        backend: Arc<Backend>,
+        pool: Arc<Pool>,
+        addr: SocketAddr,
         reused: bool,
     ) -> Self {
         PooledConn {
             sender,
-            backend,
+            pool,
+            addr,
             reused,
         }
     }
@@ -94,13 +104,8 @@ impl PooledConn {
         &mut self.sender
     }
 
-    /// The backend this connection goes to.
-    pub fn backend(&self) -> &Arc<Backend> {
-        &self.backend
-    }
-
     /// Puts the connection back in its backend's pool.
     pub fn release(self) {
-        self.backend.release(self.sender);
+        self.pool.put(self.sender);
     }
 }

@@ -6,10 +6,10 @@ use std::net::IpAddr;
 
 use http::{HeaderName, HeaderValue, Method, Request, Uri};
 
-use crate::balancer::NoPick;
 use crate::config::Config;
-use crate::router;
-use crate::state::State;
+use crate::http::{host, ProxyError};
+use crate::proxy::State;
+use crate::routing::NoPick;
 
 /// Explains how `url` (absolute, or a path with a `Host` among `headers`) from
 /// `client` would be routed. `Err` carries the refusal the client would get.
@@ -34,9 +34,9 @@ pub fn explain(
         req.headers_mut().append(name, value);
     }
     let state = State::build(config, None);
-    let refuse = |e: crate::error::ProxyError| format!("{} {}", e.status(), e);
-    let target = router::target(&req).map_err(refuse)?;
-    let site = state.router.route(&target).map_err(refuse)?;
+    let refuse = |e: ProxyError| format!("{} {}", e.status(), e);
+    let target = host::target(&req).map_err(refuse)?;
+    let entry = state.hosts.route(&target).map_err(refuse)?;
     let mut out = String::new();
     let from = if req.uri().scheme().is_some() {
         "the absolute-form target"
@@ -46,23 +46,25 @@ pub fn explain(
     let _ = writeln!(
         out,
         "host:     `{}` from {from} -> entry `{}`",
-        target.authority, site.key
+        target.authority, entry.key
     );
     let path = req.uri().path();
-    let affinity = site.balancer.affinity(client, req.headers(), path);
+    let affinity = entry.balancer.affinity(client, req.headers(), path);
     let _ = writeln!(
         out,
         "balance:  {}",
-        site.balancer.explain(affinity, client, req.headers(), path)
+        entry
+            .balancer
+            .explain(affinity, client, req.headers(), path)
     );
-    match site.balancer.pick(affinity, &[]) {
+    match entry.balancer.pick(affinity, &[]) {
         Ok(m) => {
             let _ = writeln!(out, "backend:  {} (weight {})", m.backend.addr, m.weight);
         }
         Err(NoPick::AllDown(e)) => return Err(refuse(e)),
         Err(NoPick::AllTried) => return Err("no backend".into()),
     }
-    let health = match &site.health {
+    let health = match &entry.health {
         Some(h) => format!(
             "active check every {:?}: GET {} expecting {}-{} (down after {} failures, up after {} successes)",
             h.interval, h.path, h.expect.0, h.expect.1, h.fall, h.rise
@@ -79,7 +81,7 @@ pub fn explain(
     let _ = writeln!(
         out,
         "retries:  up to {} tries within {:?}; bodies up to {} bytes are replayed",
-        site.tries, r.budget, r.replay_body_bytes
+        entry.tries, r.budget, r.replay_body_bytes
     );
     Ok(out)
 }

@@ -6,20 +6,21 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::balancer::{Balancer, Member};
 use crate::config::{Config, Timeouts};
-use crate::health;
-use crate::router::{Router, Site};
-use crate::upstream::Backend;
+use crate::routing::{Balancer, HostEntry, HostTable, Member};
+use crate::upstream::{active_check, Backend};
+
+/// A host entry whose members are live backends.
+pub type Entry = HostEntry<Backend>;
 
 /// The proxy's read-only view of one configuration generation.
 #[derive(Debug)]
 pub struct State {
     /// The configuration this state was built from.
     pub config: Arc<Config>,
-    /// Host table.
-    pub router: Router,
-    /// Every backend by address, shared between sites.
+    /// The host table.
+    pub hosts: HostTable<Backend>,
+    /// Every backend by address, shared between entries.
     pub backends: HashMap<SocketAddr, Arc<Backend>>,
     /// Dropped with the state, which stops this generation's health checkers.
     checks_alive: watch::Sender<()>,
@@ -30,7 +31,7 @@ impl State {
     /// `previous` that are still configured, so a reload keeps warm connections.
     pub fn build(config: Config, previous: Option<&State>) -> State {
         let mut backends: HashMap<SocketAddr, Arc<Backend>> = HashMap::new();
-        let mut sites = Vec::with_capacity(config.hosts.len());
+        let mut entries = Vec::with_capacity(config.hosts.len());
         for host in &config.hosts {
             let members = host
                 .backends
@@ -54,7 +55,7 @@ impl State {
                     weight: b.weight,
                 })
                 .collect();
-            sites.push(Arc::new(Site {
+            entries.push(Arc::new(HostEntry {
                 key: host.key(),
                 balancer: Balancer::new(host.balance, &host.hash_key, members, host.fail_open),
                 max_body_bytes: host.max_body_bytes.or(config.limits.max_body_bytes),
@@ -64,7 +65,7 @@ impl State {
         }
         State {
             config: Arc::new(config),
-            router: Router::new(sites),
+            hosts: HostTable::new(entries),
             backends,
             checks_alive: watch::channel(()).0,
         }
@@ -72,16 +73,20 @@ impl State {
 
     /// Starts the active health checkers of this generation (inside a tokio runtime).
     pub fn start_health_checks(&self) {
-        for site in self.router.sites() {
-            if let Some(check) = &site.health {
-                let backends: Vec<Arc<Backend>> = site
+        for entry in self.hosts.entries() {
+            if let Some(check) = &entry.health {
+                let backends: Vec<Arc<Backend>> = entry
                     .balancer
                     .members()
                     .iter()
                     .map(|m| m.backend.clone())
                     .collect();
-                let host = site.key.clone();
-                health::spawn_checks(&host, check, &backends, &self.checks_alive.subscribe());
+                active_check::spawn_checks(
+                    &entry.key,
+                    check,
+                    &backends,
+                    &self.checks_alive.subscribe(),
+                );
             }
         }
     }

@@ -1,14 +1,11 @@
-//! The host table: which site a request is for, taken from its target or `Host:`.
-
-use std::collections::HashMap;
-use std::sync::Arc;
+//! Which host a request is for (RFC 9112 §3.2): the authority of an absolute-form
+//! target, else the single `Host` field, in the strict RFC 3986 host syntax that the
+//! host table's keys use too.
 
 use http::uri::Authority;
 use http::{header, Method, Request, Version};
 
-use crate::balancer::Balancer;
-use crate::config::HealthCheck;
-use crate::error::ProxyError;
+use super::error::ProxyError;
 
 /// The host a request asked for, as the router and the backend need it.
 #[derive(Debug, Clone)]
@@ -19,53 +16,6 @@ pub struct Target {
     pub port: Option<u16>,
     /// The authority as the client wrote it, sent to the backend as `Host`.
     pub authority: Authority,
-}
-
-/// A served host: its backends and how to spread requests over them.
-#[derive(Debug)]
-pub struct Site {
-    /// The host-table key (`name` or `name:port`).
-    pub key: String,
-    /// The backends and the algorithm that chooses one per request.
-    pub balancer: Balancer,
-    /// Largest accepted request body, if limited.
-    pub max_body_bytes: Option<u64>,
-    /// Attempts per request (1 = no retry).
-    pub tries: u32,
-    /// Active health check of the backends, if any.
-    pub health: Option<HealthCheck>,
-}
-
-/// Host table, matched case-insensitively; an explicit port in a key wins over the bare name.
-#[derive(Debug, Default)]
-pub struct Router {
-    sites: HashMap<String, Arc<Site>>,
-}
-
-impl Router {
-    /// Builds a router from sites keyed by `Site::key`.
-    pub fn new(sites: Vec<Arc<Site>>) -> Router {
-        Router {
-            sites: sites.into_iter().map(|s| (s.key.clone(), s)).collect(),
-        }
-    }
-
-    /// All sites, for status output.
-    pub fn sites(&self) -> impl Iterator<Item = &Arc<Site>> {
-        self.sites.values()
-    }
-
-    /// The site serving `target`, or 403.
-    pub fn route(&self, target: &Target) -> Result<&Arc<Site>, ProxyError> {
-        if let Some(port) = target.port {
-            if let Some(site) = self.sites.get(&format!("{}:{}", target.host, port)) {
-                return Ok(site);
-            }
-        }
-        self.sites
-            .get(&target.host)
-            .ok_or_else(|| ProxyError::UnknownHost(target.authority.to_string()))
-    }
 }
 
 /// Finds the host of a request: the absolute-form target's authority if present

@@ -1,9 +1,37 @@
-//! The one error type of the request path: each variant knows its HTTP status, whether
-//! a retry on another backend is safe, and whether the client connection must close.
+//! The one error type of the request path. Each variant knows the status the client
+//! gets, which side was at fault (health feedback and log level read that), whether a
+//! retry is safe, and whether the client connection must close.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use http::StatusCode;
+
+use super::request_body::ClientBodyError;
+
+/// Who caused a failure: the answer health feedback, retries and log levels share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The client sent something relevo refuses, or stopped sending it.
+    Client,
+    /// A backend failed: it counts against the backend's health.
+    Backend,
+    /// relevo itself could not carry the request (its own resources); never a
+    /// backend's fault.
+    Relevo,
+}
+
+/// Whether a failed attempt may be sent again (to the same or another backend).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// The request may have had an effect, or retrying cannot help.
+    Never,
+    /// The request may have reached the backend, but no response byte came back: safe
+    /// for idempotent methods only (RFC 9110 §9.2.2).
+    IfIdempotent,
+    /// The request provably never reached a backend: safe whatever the method.
+    Always,
+}
 
 /// Everything that can stop a request from being proxied.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +62,7 @@ pub enum ProxyError {
     UriTooLong(usize),
     /// The client paused sending its body for longer than `timeouts.client_body`.
     #[error("request body stalled for {0:?}")]
-    BodyTimeout(std::time::Duration),
+    BodyTimeout(Duration),
     /// Declared or streamed request body larger than the host's limit.
     #[error("request body exceeds the limit of {0} bytes")]
     BodyTooLarge(u64),
@@ -97,61 +125,65 @@ impl ProxyError {
         }
     }
 
-    /// True when the request provably never reached a backend, so sending it to
-    /// another one cannot duplicate its effect, whatever the method.
-    pub fn retry_safe(&self) -> bool {
+    /// Which side was at fault.
+    pub fn side(&self) -> Side {
         match self {
-            ProxyError::Connect { .. } | ProxyError::ConnectTimeout(_) => true,
-            ProxyError::Upstream { unsent, .. } => *unsent,
-            _ => false,
+            ProxyError::MissingHost
+            | ProxyError::BadHost(_)
+            | ProxyError::UnsupportedScheme(_)
+            | ProxyError::UnknownHost(_)
+            | ProxyError::UnsupportedCoding(_)
+            | ProxyError::ExpectationFailed
+            | ProxyError::ConnectRefused
+            | ProxyError::UriTooLong(_)
+            | ProxyError::BodyTimeout(_)
+            | ProxyError::BodyTooLarge(_)
+            | ProxyError::ClientBody(_) => Side::Client,
+            ProxyError::Connect { .. }
+            | ProxyError::ConnectTimeout(_)
+            | ProxyError::ResponseTimeout(_)
+            | ProxyError::Upstream { .. }
+            | ProxyError::UnexpectedUpgrade(_)
+            | ProxyError::AllDown(_) => Side::Backend,
         }
     }
 
-    /// True when the request may have reached the backend but no response byte came
-    /// back: a retry is safe for idempotent methods (RFC 9110 §9.2.2) only.
-    pub fn retry_safe_if_idempotent(&self) -> bool {
-        matches!(
-            self,
-            ProxyError::Upstream { .. } | ProxyError::ResponseTimeout(_)
-        )
+    /// Whether the request may be sent again after this failure.
+    pub fn retry(&self) -> Retry {
+        match self {
+            ProxyError::Connect { .. } | ProxyError::ConnectTimeout(_) => Retry::Always,
+            ProxyError::Upstream { unsent: true, .. } => Retry::Always,
+            ProxyError::Upstream { .. } | ProxyError::ResponseTimeout(_) => Retry::IfIdempotent,
+            _ => Retry::Never,
+        }
     }
 
-    /// True when the failure is the backend's, so it counts against its health.
-    pub fn is_backend_failure(&self) -> bool {
-        matches!(
-            self,
-            ProxyError::Connect { .. }
-                | ProxyError::ConnectTimeout(_)
-                | ProxyError::ResponseTimeout(_)
-                | ProxyError::Upstream { .. }
-                | ProxyError::UnexpectedUpgrade(_)
-        )
-    }
-
-    /// True when the client connection cannot be trusted for another request.
+    /// True when the client connection cannot be trusted for another request: a
+    /// client error, except a 403 for a host not served (the request itself was sound).
     pub fn closes_connection(&self) -> bool {
-        matches!(
-            self,
-            ProxyError::MissingHost
-                | ProxyError::BadHost(_)
-                | ProxyError::UnsupportedScheme(_)
-                | ProxyError::BodyTooLarge(_)
-                | ProxyError::ClientBody(_)
-                | ProxyError::UriTooLong(_)
-                | ProxyError::ExpectationFailed
-                | ProxyError::UnsupportedCoding(_)
-                | ProxyError::ConnectRefused
-                | ProxyError::BodyTimeout(_)
-        )
+        self.side() == Side::Client && !matches!(self, ProxyError::UnknownHost(_))
     }
-}
 
-impl ProxyError {
+    /// An upstream failure as hyper reports it. A request body that failed on its way
+    /// out is the client's doing (413, 408, 400), not the backend's.
+    pub fn upstream(addr: SocketAddr, source: hyper::Error, unsent: bool) -> ProxyError {
+        if source.is_user() {
+            if let Some(cause) = find_cause::<ClientBodyError>(&source) {
+                return cause.into();
+            }
+            return ProxyError::ClientBody(source.to_string());
+        }
+        ProxyError::Upstream {
+            addr,
+            source,
+            unsent,
+        }
+    }
+
     /// The error page: a small, correctly framed HTML body naming the problem.
     /// `close` asks the client connection to close after it.
-    pub fn to_response(&self, close: bool) -> http::Response<crate::body::ProxyBody> {
-        let status = self.status();
-        let mut resp = page(status, &self.to_string());
+    pub fn to_response(&self, close: bool) -> http::Response<bytes::Bytes> {
+        let mut resp = super::page::page(self.status(), &self.to_string());
         if let ProxyError::AllDown(secs) = self {
             resp.headers_mut()
                 .insert(http::header::RETRY_AFTER, http::HeaderValue::from(*secs));
@@ -166,37 +198,26 @@ impl ProxyError {
     }
 }
 
-/// A small HTML page for `status` with `message` in it (HTML-escaped).
-pub fn page(status: StatusCode, message: &str) -> http::Response<crate::body::ProxyBody> {
-    let title = format!(
-        "{} {}",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("")
-    );
-    let body = format!(
-        "<!DOCTYPE html>\n<html><head><title>{title}</title></head>\n<body><h1>{title}</h1>\n<p>{}</p>\n<hr><address>relevo</address></body></html>\n",
-        escape_html(message)
-    );
-    let mut resp = http::Response::new(crate::body::ProxyBody::page(body));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    resp
-}
-
-fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
+impl From<&ClientBodyError> for ProxyError {
+    fn from(e: &ClientBodyError) -> Self {
+        match e {
+            ClientBodyError::TooLarge(limit) => ProxyError::BodyTooLarge(*limit),
+            ClientBodyError::Stalled(idle) => ProxyError::BodyTimeout(*idle),
+            ClientBodyError::Broken(why) => ProxyError::ClientBody(why.clone()),
         }
     }
-    out
+}
+
+/// The first error of type `T` in `err`'s chain of causes.
+fn find_cause<'a, T: std::error::Error + 'static>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut cause = Some(err);
+    while let Some(c) = cause {
+        if let Some(t) = c.downcast_ref::<T>() {
+            return Some(t);
+        }
+        cause = c.source();
+    }
+    None
 }

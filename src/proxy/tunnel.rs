@@ -14,9 +14,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::debug;
 
-use crate::body::ProxyBody;
-use crate::error::ProxyError;
-use crate::state::State;
+use super::response_body::ProxyBody;
+use super::state::State;
+use crate::http::ProxyError;
 
 /// Size of each direction's relay buffer.
 const RELAY_BUF: usize = 16 * 1024;

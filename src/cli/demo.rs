@@ -11,8 +11,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::body::ProxyBody;
-use crate::config::{Config, HostConfig};
+use crate::config::{Config, HostEntryConfig};
+use crate::proxy::ProxyBody;
 
 /// Host name the demo serves.
 pub const DEMO_HOST: &str = "demo.test";
@@ -36,7 +36,7 @@ async fn serve_backend(listener: TcpListener, id: usize) {
                 req.method(),
                 req.uri()
             );
-            let mut resp = Response::new(ProxyBody::page(text));
+            let mut resp = Response::new(ProxyBody::page(text.into()));
             resp.headers_mut()
                 .insert("content-type", http::HeaderValue::from_static("text/plain"));
             Ok::<_, Infallible>(resp)
@@ -47,6 +47,6 @@ async fn serve_backend(listener: TcpListener, id: usize) {
 
 /// The demo configuration: `demo.test` (and `localhost`, for a browser) over `backends`.
 pub fn config(listen: SocketAddr, backends: Vec<SocketAddr>) -> Config {
-    let host = |name: &str| HostConfig::new(name, &backends);
+    let host = |name: &str| HostEntryConfig::new(name, &backends);
     Config::with_hosts(listen, vec![host(DEMO_HOST), host("localhost")])
 }

@@ -1,0 +1,7 @@
+//! What the `relevo` command does besides serving: the dry run (`relevo route`), the
+//! demo backends, running until a signal, and the signals themselves.
+
+pub mod demo;
+pub mod dry_run;
+pub mod run;
+pub mod signals;

@@ -1,0 +1,76 @@
+//! `relevo run` and `relevo demo`: logging, the runtime, and serving until a stop signal.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use tracing::{error, info};
+
+use super::signals;
+use crate::config::Config;
+use crate::server::Server;
+
+/// Exit status for a configuration that does not validate (as `nginx -t` style tools do).
+pub const EXIT_CONFIG: u8 = 2;
+/// Exit status for a failure at run time (cannot bind, ...).
+pub const EXIT_RUNTIME: u8 = 1;
+
+/// Logs to stderr at `default_level` unless `RUST_LOG` says otherwise.
+pub fn init_logging(default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+}
+
+/// Runs `fut` on a runtime with `threads` workers (default: one per CPU).
+pub fn run_blocking(threads: Option<usize>, fut: impl Future<Output = ExitCode>) -> ExitCode {
+    let threads =
+        threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    // One thread: a current-thread runtime has no cross-thread wake-ups to pay for.
+    let runtime = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    };
+    match runtime {
+        Ok(rt) => rt.block_on(fut),
+        Err(e) => {
+            eprintln!("relevo: cannot start the runtime: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+/// Serves `config` until SIGTERM/SIGINT; SIGHUP reloads `path` (when there is one).
+pub async fn serve(config: Config, path: Option<PathBuf>) -> ExitCode {
+    let server = match Server::bind(config.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            error!("cannot listen on {}: {e}", config.listen);
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    let addr = server.local_addr().unwrap_or(config.listen);
+    info!("listening on {addr}");
+    for h in &config.hosts {
+        let list: Vec<String> = h.backends.iter().map(|b| b.to_string()).collect();
+        info!(
+            "host {} -> [{}] ({})",
+            h.key(),
+            list.join(", "),
+            h.balance.name()
+        );
+    }
+    tokio::spawn(signals::reload_on_sighup(server.state(), path));
+    server.run(signals::stop()).await;
+    ExitCode::SUCCESS
+}

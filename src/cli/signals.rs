@@ -1,0 +1,55 @@
+//! Unix signals: SIGTERM/SIGINT stop gracefully, SIGHUP reloads the configuration.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tracing::{error, info};
+
+use crate::config::Config;
+use crate::proxy::State;
+use crate::server;
+
+/// Resolves on the first SIGTERM or SIGINT.
+#[cfg(unix)]
+pub async fn stop() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM: stopping gracefully"),
+        _ = int.recv() => info!("SIGINT: stopping gracefully"),
+    }
+}
+
+/// Reloads `path` into `state` on every SIGHUP; a bad file keeps the running table.
+#[cfg(unix)]
+pub async fn reload_on_sighup(state: Arc<ArcSwap<State>>, path: Option<PathBuf>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let Some(path) = path.as_deref() else {
+            info!("SIGHUP: the demo has no configuration file to reload");
+            continue;
+        };
+        reload(&state, path);
+    }
+}
+
+fn reload(state: &ArcSwap<State>, path: &Path) {
+    match Config::load(path) {
+        Ok(config) => {
+            let hosts = config.hosts.len();
+            server::reload(state, config);
+            info!("SIGHUP: reloaded {} ({hosts} hosts)", path.display());
+        }
+        Err(e) => error!("SIGHUP: keeping the running configuration: {e}"),
+    }
+}

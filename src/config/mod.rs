@@ -1,0 +1,19 @@
+//! The configuration: one TOML file, validated with file:line:column errors.
+//!
+//! The lab's host table stays a one-liner per entry (`"host" = ["ip", "ip:port"]`); a
+//! table form (`[hosts."name"]`) carries per-entry options. [`types`] holds the
+//! validated types every stage reads; `raw` is the serde layer, `validate` turns it
+//! into those types one section at a time, [`values`] parses the value syntaxes.
+
+mod error;
+mod load;
+mod raw;
+pub mod types;
+mod validate;
+pub mod values;
+
+pub use error::ConfigError;
+pub use types::*;
+
+#[cfg(test)]
+mod tests;

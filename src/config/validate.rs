@@ -1,0 +1,402 @@
+//! From the file as written ([`super::raw`]) to the validated [`Config`]: one function
+//! per section, each error pointing at the value it is about.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::error::Invalid;
+use super::raw::{
+    DurationValue, RawBackend, RawConfig, RawConnect, RawHealth, RawHost, RawLimits, RawPassive,
+    RawRetries, RawTimeouts,
+};
+use super::types::{
+    BackendConfig, Balance, Config, ConnectRule, HashKey, HealthCheck, HostEntryConfig, Limits,
+    Passive, Retries, Timeouts,
+};
+use super::values::{parse_backend, parse_connect_rule, parse_host_key, parse_status_range};
+
+/// Validates the whole file; `text` locates host keys, which toml cannot span.
+pub(super) fn config(raw: RawConfig, text: &str) -> Result<Config, Invalid> {
+    let defaults = Config::with_hosts(SocketAddr::from(([127, 0, 0, 1], 8080)), Vec::new());
+    let listen = match &raw.listen {
+        None => defaults.listen,
+        Some(l) => l.get_ref().parse().map_err(|_| {
+            (
+                l.span(),
+                format!(
+                    "bad listen address `{}`: expected IP:PORT, e.g. \"0.0.0.0:8080\"",
+                    l.get_ref()
+                ),
+            )
+        })?,
+    };
+    if let Some(t) = &raw.threads {
+        if *t.get_ref() == 0 {
+            return Err((t.span(), "threads must be at least 1".into()));
+        }
+    }
+    Ok(Config {
+        listen,
+        threads: raw.threads.map(|t| t.into_inner()),
+        access_log: raw.access_log.unwrap_or(true),
+        log_level: raw.log_level.unwrap_or(defaults.log_level),
+        timeouts: timeouts(&raw.timeouts)?,
+        limits: limits(&raw.limits)?,
+        passive: passive(&raw.passive)?,
+        retries: retries(&raw.retries)?,
+        connect_allow: connect(&raw.connect)?,
+        hosts: hosts(raw.hosts, text)?,
+    })
+}
+
+/// `[timeouts]`: every one a positive duration, except `shutdown` (0 = do not wait).
+fn timeouts(t: &RawTimeouts) -> Result<Timeouts, Invalid> {
+    let d = Timeouts::default();
+    Ok(Timeouts {
+        connect: positive(&t.connect, d.connect, "timeouts.connect")?,
+        response: positive(&t.response, d.response, "timeouts.response")?,
+        client_header: positive(&t.client_header, d.client_header, "timeouts.client_header")?,
+        upstream_idle: positive(&t.upstream_idle, d.upstream_idle, "timeouts.upstream_idle")?,
+        shutdown: t.shutdown.as_ref().map_or(d.shutdown, |s| s.get_ref().0),
+        client_body: positive(&t.client_body, d.client_body, "timeouts.client_body")?,
+        client_send: positive(&t.client_send, d.client_send, "timeouts.client_send")?,
+        tunnel_idle: positive(&t.tunnel_idle, d.tunnel_idle, "timeouts.tunnel_idle")?,
+    })
+}
+
+/// `[limits]`: sizes with floors below which ordinary traffic would break.
+fn limits(l: &RawLimits) -> Result<Limits, Invalid> {
+    let d = Limits::default();
+    Ok(Limits {
+        max_header_bytes: at_least(
+            &l.max_header_bytes,
+            d.max_header_bytes,
+            8192,
+            "limits.max_header_bytes",
+        )?,
+        max_headers: at_least(&l.max_headers, d.max_headers, 1, "limits.max_headers")?,
+        max_body_bytes: l.max_body_bytes,
+        max_connections: at_least(
+            &l.max_connections,
+            d.max_connections,
+            1,
+            "limits.max_connections",
+        )?,
+        max_idle_per_backend: l.max_idle_per_backend.unwrap_or(d.max_idle_per_backend),
+        max_uri_bytes: at_least(
+            &l.max_uri_bytes,
+            d.max_uri_bytes,
+            64,
+            "limits.max_uri_bytes",
+        )?,
+        upstream_read_buffer: at_least(
+            &l.upstream_read_buffer,
+            d.upstream_read_buffer,
+            8192,
+            "limits.upstream_read_buffer",
+        )?,
+        max_requests_per_connection: match &l.max_requests_per_connection {
+            Some(m) if *m.get_ref() == 0 => {
+                return Err((
+                    m.span(),
+                    "limits.max_requests_per_connection must be at least 1".into(),
+                ))
+            }
+            m => m.as_ref().map(|m| *m.get_ref()),
+        },
+    })
+}
+
+/// `[passive]`: ejection after consecutive failures, with a doubling backoff.
+fn passive(p: &RawPassive) -> Result<Passive, Invalid> {
+    let d = Passive::default();
+    let failures = match &p.failures {
+        Some(f) if *f.get_ref() == 0 => {
+            return Err((f.span(), "passive.failures must be at least 1".into()))
+        }
+        f => f.as_ref().map_or(d.failures, |f| *f.get_ref()),
+    };
+    let eject = positive(&p.eject, d.eject, "passive.eject")?;
+    let max_eject = positive(&p.max_eject, d.max_eject.max(eject), "passive.max_eject")?;
+    if max_eject < eject {
+        let span = p.max_eject.as_ref().map_or(0..0, |m| m.span());
+        return Err((
+            span,
+            "passive.max_eject must not be shorter than passive.eject".into(),
+        ));
+    }
+    let mut statuses = Vec::new();
+    for st in p.statuses.iter().flatten() {
+        if !(500..=599).contains(st.get_ref()) {
+            return Err((
+                st.span(),
+                format!("passive.statuses: {} is not a 5xx status", st.get_ref()),
+            ));
+        }
+        statuses.push(*st.get_ref());
+    }
+    Ok(Passive {
+        failures,
+        eject,
+        max_eject,
+        statuses,
+    })
+}
+
+/// `[retries]`: attempts per request and their time budget.
+fn retries(r: &RawRetries) -> Result<Retries, Invalid> {
+    let d = Retries::default();
+    Ok(Retries {
+        tries: tries(&r.tries, "retries.tries")?.unwrap_or(d.tries),
+        budget: positive(&r.budget, d.budget, "retries.budget")?,
+        replay_body_bytes: r.replay_body_bytes.unwrap_or(d.replay_body_bytes),
+    })
+}
+
+/// `[connect] allow`: the CONNECT targets relevo tunnels to.
+fn connect(c: &RawConnect) -> Result<Vec<ConnectRule>, Invalid> {
+    c.allow
+        .iter()
+        .map(|rule| {
+            parse_connect_rule(rule.get_ref()).ok_or_else(|| {
+                (
+                    rule.span(),
+                    format!(
+                        "connect.allow `{}`: expected HOST:PORT or *.DOMAIN:PORT",
+                        rule.get_ref()
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
+/// `[hosts]`: the host table, in file order, keys unique (case-insensitively).
+fn hosts(raw: HashMap<String, RawHost>, text: &str) -> Result<Vec<HostEntryConfig>, Invalid> {
+    let mut entries: Vec<_> = raw
+        .into_iter()
+        .map(|(k, v)| (key_span(text, &k), k, v))
+        .collect();
+    entries.sort_by_key(|(span, _, _)| span.start);
+    if entries.is_empty() {
+        return Err((
+            0..0,
+            "the host table is empty: add at least one `\"host\" = [\"ip:port\"]`".into(),
+        ));
+    }
+    let mut seen: HashMap<String, String> = HashMap::new();
+    let mut hosts = Vec::with_capacity(entries.len());
+    for (span, key, raw) in entries {
+        let entry = host_entry(&key, span.clone(), &raw)?;
+        if let Some(first) = seen.insert(entry.key(), key.clone()) {
+            return Err((
+                span,
+                format!("duplicate host `{key}`: `{first}` already names it (host names are case-insensitive)"),
+            ));
+        }
+        hosts.push(entry);
+    }
+    Ok(hosts)
+}
+
+/// One entry of the host table; `key_span` is where its key is written.
+fn host_entry(
+    key: &str,
+    key_span: Range<usize>,
+    raw: &RawHost,
+) -> Result<HostEntryConfig, Invalid> {
+    let (name, port) = parse_host_key(key).ok_or_else(|| {
+        (
+            key_span.clone(),
+            format!("bad host name `{key}`: expected a name or IP, optionally with :PORT"),
+        )
+    })?;
+    let balance = match &raw.balance {
+        None => Balance::default(),
+        Some(b) => Balance::from_name(b.get_ref()).ok_or_else(|| {
+            (
+                b.span(),
+                format!(
+                    "unknown balance `{}`: expected one of {}",
+                    b.get_ref(),
+                    Balance::NAMES.join(", ")
+                ),
+            )
+        })?,
+    };
+    let hash_key = match &raw.hash_key {
+        None => HashKey::ClientIp,
+        Some(k) => HashKey::parse(k.get_ref()).ok_or_else(|| {
+            (
+                k.span(),
+                format!(
+                    "bad hash_key `{}`: expected client-ip, path, header:NAME or cookie:NAME",
+                    k.get_ref()
+                ),
+            )
+        })?,
+    };
+    let mut entry = HostEntryConfig {
+        name,
+        port,
+        backends: Vec::new(),
+        balance,
+        hash_key,
+        max_body_bytes: raw.max_body_bytes,
+        fail_open: raw.fail_open.unwrap_or(false),
+        tries: tries(&raw.tries, "tries")?,
+        health: raw.health.as_ref().map(health).transpose()?,
+    };
+    let list = raw.backends.get_ref();
+    if list.is_empty() {
+        let span = if raw.backends.span().is_empty() {
+            key_span
+        } else {
+            raw.backends.span()
+        };
+        return Err((span, format!("host `{}` has no backends", entry.key())));
+    }
+    for b in list {
+        let backend = backend(b)?;
+        if entry.backends.iter().any(|c| c.addr == backend.addr) {
+            return Err((
+                b.span(),
+                format!(
+                    "backend `{}` is listed twice for host `{}`",
+                    backend.addr,
+                    entry.key()
+                ),
+            ));
+        }
+        entry.backends.push(backend);
+    }
+    Ok(entry)
+}
+
+/// A backend: `"ip[:port]"` or `{ addr, weight }`.
+fn backend(b: &Spanned<RawBackend>) -> Result<BackendConfig, Invalid> {
+    let raw = b.get_ref();
+    let addr = parse_backend(&raw.addr).ok_or_else(|| {
+        (
+            b.span(),
+            format!(
+                "bad backend address `{}`: expected IP or IP:PORT, e.g. \"10.0.0.5:8080\"",
+                raw.addr
+            ),
+        )
+    })?;
+    let weight = match &raw.weight {
+        None => 1,
+        Some(w) if (1..=1000).contains(w.get_ref()) => *w.get_ref(),
+        Some(w) => return Err((w.span(), "weight must be between 1 and 1000".into())),
+    };
+    Ok(BackendConfig { addr, weight })
+}
+
+/// `[hosts."name".health]`: an active HTTP check.
+fn health(h: &RawHealth) -> Result<HealthCheck, Invalid> {
+    let path = match &h.path {
+        None => "/".to_string(),
+        Some(p)
+            if p.get_ref().starts_with('/')
+                && p.get_ref().parse::<http::uri::PathAndQuery>().is_ok() =>
+        {
+            p.get_ref().clone()
+        }
+        Some(p) => {
+            return Err((
+                p.span(),
+                format!(
+                    "health.path `{}` must be a path starting with /",
+                    p.get_ref()
+                ),
+            ))
+        }
+    };
+    let count = |v: &Option<Spanned<u32>>, default: u32, name: &str| match v {
+        Some(c) if *c.get_ref() == 0 => {
+            Err((c.span(), format!("health.{name} must be at least 1")))
+        }
+        c => Ok(c.as_ref().map_or(default, |c| *c.get_ref())),
+    };
+    let expect = match &h.expect {
+        None => (200, 399),
+        Some(e) => parse_status_range(e.get_ref()).ok_or_else(|| {
+            (
+                e.span(),
+                format!(
+                    "health.expect `{}`: expected a status or a range such as \"200-399\"",
+                    e.get_ref()
+                ),
+            )
+        })?,
+    };
+    Ok(HealthCheck {
+        path,
+        interval: positive(&h.interval, Duration::from_secs(2), "health.interval")?,
+        timeout: positive(&h.timeout, Duration::from_secs(1), "health.timeout")?,
+        rise: count(&h.rise, 2, "rise")?,
+        fall: count(&h.fall, 3, "fall")?,
+        expect,
+    })
+}
+
+/// An attempt count: at least 1 (1 = no retry); `None` when not written.
+fn tries(v: &Option<Spanned<u32>>, name: &str) -> Result<Option<u32>, Invalid> {
+    match v {
+        Some(t) if *t.get_ref() == 0 => Err((
+            t.span(),
+            format!("{name} must be at least 1 (1 = no retry)"),
+        )),
+        t => Ok(t.as_ref().map(|t| *t.get_ref())),
+    }
+}
+
+/// Where host key `key` is written: `"key"` quoted, or bare at the start of a line.
+fn key_span(text: &str, key: &str) -> Range<usize> {
+    let quoted = format!("\"{key}\"");
+    if let Some(i) = text.find(&quoted) {
+        return i..i + quoted.len();
+    }
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with(key) && trimmed[key.len()..].trim_start().starts_with('=') {
+            let start = offset + (line.len() - trimmed.len());
+            return start..start + key.len();
+        }
+        offset += line.len();
+    }
+    0..0
+}
+
+fn positive(
+    v: &Option<Spanned<DurationValue>>,
+    default: Duration,
+    name: &str,
+) -> Result<Duration, Invalid> {
+    match v {
+        None => Ok(default),
+        Some(s) if s.get_ref().0.is_zero() => {
+            Err((s.span(), format!("{name} must be greater than zero")))
+        }
+        Some(s) => Ok(s.get_ref().0),
+    }
+}
+
+fn at_least(
+    v: &Option<Spanned<usize>>,
+    default: usize,
+    min: usize,
+    name: &str,
+) -> Result<usize, Invalid> {
+    match v {
+        None => Ok(default),
+        Some(s) if *s.get_ref() < min => Err((s.span(), format!("{name} must be at least {min}"))),
+        Some(s) => Ok(*s.get_ref()),
+    }
+}

@@ -1,0 +1,78 @@
+//! One client connection, from the screen to its close: the first head is screened,
+//! then hyper serves requests on it until the client leaves, a limit ends it or a
+//! graceful stop finishes the request in flight.
+
+use std::time::Duration;
+
+use hyper::body::{Body, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::HttpService;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::sync::watch;
+use tracing::debug;
+
+use super::listener::Accepted;
+use super::screen;
+
+/// What a client connection is held to (from `timeouts` and `limits`).
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Reading a request head, and the keep-alive idle time.
+    pub header_timeout: Duration,
+    /// Longest a response write may stay blocked.
+    pub send_timeout: Duration,
+    /// Largest request head.
+    pub max_header_bytes: usize,
+    /// Most header fields in a request.
+    pub max_headers: usize,
+}
+
+/// Serves one accepted connection with `service` until it closes; `stop` turning true
+/// lets the request in flight finish, then closes.
+pub async fn serve<S>(
+    accepted: Accepted,
+    settings: Settings,
+    service: S,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: HttpService<Incoming> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: Send + 'static,
+    <S::ResBody as Body>::Data: Send,
+    <S::ResBody as Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let Accepted { stream, peer, slot } = accepted;
+    let _slot = slot;
+    let screened = tokio::select! {
+        io = screen::screen(
+            stream,
+            settings.header_timeout,
+            settings.send_timeout,
+            settings.max_header_bytes,
+        ) => io,
+        _ = stop.changed() => None,
+    };
+    let Some(io) = screened else {
+        return;
+    };
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_timeout)
+        .max_buf_size(settings.max_header_bytes)
+        .max_headers(settings.max_headers)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    let ended = tokio::select! {
+        ended = conn.as_mut() => ended,
+        _ = stop.changed() => {
+            // Finish the request in flight (if any), then close.
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = ended {
+        debug!(client = %peer, "connection ended: {e}");
+    }
+}

@@ -1,0 +1,105 @@
+//! The listening socket: binds, accepts, caps the number of open client connections
+//! (extras get a quick 503) and, on a graceful stop, waits for them to close.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::{info, warn};
+
+/// Pending connections the kernel queues before `accept`.
+const BACKLOG: u32 = 4096;
+
+/// Sent to a client over `limits.max_connections`: quick, framed, and closing.
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: 33\r\nretry-after: 1\r\nconnection: close\r\n\r\ntoo many connections, retry later\n";
+
+/// A bound listener and the slots of the connections it may have open at once.
+#[derive(Debug)]
+pub struct Listener {
+    /// The socket clients connect to.
+    socket: TcpListener,
+    /// One permit per open connection: all permits back means all connections closed.
+    slots: Arc<Semaphore>,
+    /// The number of permits, to wait for all of them on a stop.
+    max: usize,
+}
+
+/// An accepted client connection, holding its slot until it is dropped.
+#[derive(Debug)]
+pub struct Accepted {
+    /// The client's socket.
+    pub stream: TcpStream,
+    /// The client's address (logs, `X-Forwarded-For`, client-ip hashing).
+    pub peer: SocketAddr,
+    /// Returned to the listener when the connection ends.
+    pub slot: OwnedSemaphorePermit,
+}
+
+impl Listener {
+    /// Binds `addr` with room for `max_connections` open connections.
+    pub fn bind(addr: SocketAddr, max_connections: usize) -> io::Result<Listener> {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        // A restarted proxy must get its port back while old connections sit in TIME_WAIT.
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        Ok(Listener {
+            socket: socket.listen(BACKLOG)?,
+            slots: Arc::new(Semaphore::new(max_connections)),
+            max: max_connections,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// The next client that fits under the connection cap; clients over it are
+    /// answered 503 in the background.
+    pub async fn accept(&self) -> Accepted {
+        loop {
+            let (stream, peer) = match self.socket.accept().await {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors or similar: back off instead of spinning.
+                    warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+                tokio::spawn(refuse(stream));
+                continue;
+            };
+            // Small response heads must not wait for Nagle's delayed-ACK dance.
+            let _ = stream.set_nodelay(true);
+            return Accepted { stream, peer, slot };
+        }
+    }
+
+    /// Closes the socket, then waits up to `timeout` for every open connection to end.
+    pub async fn drain(self, timeout: Duration) {
+        drop(self.socket);
+        info!("stopping: waiting up to {timeout:?} for open connections");
+        let all_closed = self
+            .slots
+            .clone()
+            .acquire_many_owned(u32::try_from(self.max).unwrap_or(u32::MAX));
+        match tokio::time::timeout(timeout, all_closed).await {
+            Ok(_) => info!("all connections closed"),
+            Err(_) => warn!("shutdown timeout: closing remaining connections"),
+        }
+    }
+}
+
+async fn refuse(mut stream: TcpStream) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(BUSY)).await;
+}

@@ -1,0 +1,13 @@
+//! The HTTP vocabulary every later stage speaks: which host a request names, the checks
+//! a head passes, how heads are rewritten between hops, request bodies, and the one
+//! error type with its pages. Nothing here knows about backends or configuration.
+
+pub mod checks;
+pub mod error;
+pub mod fields;
+pub mod host;
+pub mod page;
+pub mod request_body;
+pub mod rewrite;
+
+pub use error::{ProxyError, Retry, Side};

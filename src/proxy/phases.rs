@@ -1,0 +1,100 @@
+//! The path of one request, as a list of phases: check the head → route → check the
+//! body limit → rewrite the head → keep the body for a retry → the attempt loop
+//! (pick, exchange, maybe again) → the response streams back and the session ends.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{header, Method, Request, Response};
+use hyper::body::{Body, Incoming};
+use tracing::{debug, error, warn};
+
+use super::response_body::ProxyBody;
+use super::retry::{self, Plan, Resend};
+use super::session::Session;
+use super::state::State;
+use super::tunnel;
+use crate::http::{checks, host, rewrite, ProxyError, Side};
+
+/// hyper's service entry point: never fails, every error becomes a response.
+/// `last` marks the last request the connection may carry (`max_requests_per_connection`).
+pub async fn handle(
+    state: Arc<State>,
+    client: SocketAddr,
+    req: Request<Incoming>,
+    last: bool,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let mut session = Box::new(Session::new(client, &req, state.config.access_log));
+    // A body we did not read would be parsed as the next request if the connection
+    // stayed open, so an early answer closes it.
+    let unread_body = !req.body().is_end_stream();
+    let mut resp = match proxy(&state, req, &mut session).await {
+        Ok(resp) => resp,
+        Err(err) => {
+            match err.side() {
+                Side::Backend => warn!(%client, "{err}"),
+                Side::Relevo => error!(%client, "{err}"),
+                Side::Client => debug!(%client, "refused: {err}"),
+            }
+            err.to_response(unread_body).map(ProxyBody::page)
+        }
+    };
+    if last {
+        resp.headers_mut()
+            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
+    session.status = resp.status();
+    Ok(resp.map(|body| body.with_session(session)))
+}
+
+async fn proxy(
+    state: &State,
+    mut req: Request<Incoming>,
+    session: &mut Session,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    checks::before_routing(&req, state.config.limits.max_uri_bytes)?;
+    if req.method() == Method::CONNECT {
+        return tunnel::connect(state, req).await;
+    }
+    // Route: which host entry is this for?
+    let target = host::target(&req)?;
+    let entry = match state.hosts.route(&target) {
+        Ok(entry) => entry.clone(),
+        Err(e) => {
+            session.requested_host = Some(target.authority.to_string());
+            return Err(e);
+        }
+    };
+    session.entry = Some(entry.clone());
+    if let Some(answer) = checks::max_forwards(&mut req) {
+        return Ok(answer.map(ProxyBody::page));
+    }
+    let limit = entry.max_body_bytes;
+    let declared = checks::declared_length(&req);
+    checks::body_within(limit, declared)?;
+    let affinity = entry
+        .balancer
+        .affinity(session.client.ip(), req.headers(), req.uri().path());
+    let idempotent = req.method().is_idempotent();
+    // RFC 9110 §7.8: an upgrade the client asks for goes to the backend; the client's
+    // side of the tunnel is taken before the request is rewritten.
+    let upgrade = rewrite::upgrade_protocol(&req);
+    let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+
+    // Rewrite the head once; keep the body where a retry can find it again.
+    let req = rewrite::request(req, &target, session.client, upgrade);
+    // Only an empty body or a small one with a declared length is read ahead; a chunked
+    // body of unknown size streams, so memory stays bounded whatever its size.
+    let replayable = entry.tries > 1
+        && (req.body().is_end_stream()
+            || declared.is_some_and(|len| len <= state.config.retries.replay_body_bytes));
+    let resend = Resend::new(req, replayable, limit, state.timeouts().client_body).await?;
+    let plan = Plan {
+        entry: &entry,
+        affinity,
+        idempotent,
+        client_upgrade,
+    };
+    retry::run(state, plan, resend, session).await
+}

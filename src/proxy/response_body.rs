@@ -1,0 +1,132 @@
+//! The body of a response sent to a client: a backend's body streamed frame by frame,
+//! or a page of relevo's own. When it is done (sent to the end, failed, or dropped
+//! because the client left) it settles the request: the upstream connection goes back
+//! to the pool only after a clean end, the backend's in-flight count drops, and the
+//! session is finished.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+
+use super::finish;
+use super::session::Session;
+use crate::upstream::{InFlight, PooledConn};
+
+/// Body of a response sent to a client.
+#[derive(Debug)]
+pub struct ProxyBody {
+    /// Where the bytes come from.
+    inner: Inner,
+    /// The connection the body streams from; back to the pool after a clean end.
+    conn: Option<PooledConn>,
+    /// Keeps the request in its backend's in-flight count until the body ends.
+    in_flight: Option<InFlight>,
+    /// The request's context, finished when the body is.
+    session: Option<Box<Session>>,
+    /// Set when the upstream body failed: that connection must not be reused.
+    failed: bool,
+}
+
+#[derive(Debug)]
+enum Inner {
+    Upstream(Incoming),
+    Page(Option<Bytes>),
+}
+
+impl ProxyBody {
+    /// A backend's body, streamed as it arrives from `conn`.
+    pub fn upstream(body: Incoming, conn: PooledConn, in_flight: InFlight) -> ProxyBody {
+        ProxyBody {
+            inner: Inner::Upstream(body),
+            conn: Some(conn),
+            in_flight: Some(in_flight),
+            session: None,
+            failed: false,
+        }
+    }
+
+    /// A body held in memory (error pages, answers relevo gives itself); empty bytes
+    /// make an empty body (101 Switching Protocols, CONNECT's 200).
+    pub fn page(bytes: Bytes) -> ProxyBody {
+        ProxyBody {
+            inner: Inner::Page((!bytes.is_empty()).then_some(bytes)),
+            conn: None,
+            in_flight: None,
+            session: None,
+            failed: false,
+        }
+    }
+
+    /// An empty body.
+    pub fn empty() -> ProxyBody {
+        ProxyBody::page(Bytes::new())
+    }
+
+    /// Attaches the session to finish when the body ends.
+    pub fn with_session(mut self, session: Box<Session>) -> ProxyBody {
+        self.session = Some(session);
+        self
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let polled = match &mut this.inner {
+            Inner::Upstream(body) => Pin::new(body).poll_frame(cx),
+            Inner::Page(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        };
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(session), Some(data)) = (this.session.as_mut(), frame.data_ref()) {
+                    session.bytes_out += data.len() as u64;
+                }
+            }
+            Poll::Ready(Some(Err(_))) => this.failed = true,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Upstream(body) => body.is_end_stream(),
+            Inner::Page(bytes) => bytes.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Upstream(body) => body.size_hint(),
+            Inner::Page(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            Inner::Page(None) => SizeHint::with_exact(0),
+        }
+    }
+}
+
+impl Drop for ProxyBody {
+    fn drop(&mut self) {
+        // hyper may stop polling once `is_end_stream` is true, so the end of a body is
+        // judged here rather than on a final `None` frame.
+        let complete = !self.failed && self.is_end_stream();
+        if let Some(conn) = self.conn.take() {
+            if complete {
+                conn.release();
+            } else {
+                tracing::debug!(backend = %conn.addr, failed = self.failed, "upstream connection not reused: body unfinished");
+            }
+        }
+        drop(self.in_flight.take());
+        if let Some(session) = self.session.take() {
+            finish::finish(session, complete);
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! The attempt loop: pick a backend, exchange, and on a failure that is safe to retry
+//! pick again, within the entry's tries and the retry time budget. A request body is
+//! kept where a retry can find it again.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, Uri};
+use hyper::body::{Body, Incoming};
+use hyper::upgrade::OnUpgrade;
+use tracing::warn;
+
+use super::attempt::{self, Exchanged};
+use super::response_body::ProxyBody;
+use super::session::Session;
+use super::state::{Entry, State};
+use super::tunnel;
+use crate::http::request_body::{ClientBody, UpstreamBody};
+use crate::http::{ProxyError, Retry};
+use crate::routing::NoPick;
+
+/// What the attempt loop needs to know about the request besides its head and body.
+pub struct Plan<'a> {
+    /// The entry serving it.
+    pub entry: &'a Entry,
+    /// The hash of its affinity key, for `balance = "hash"`.
+    pub affinity: Option<u64>,
+    /// Whether the method may be sent twice (RFC 9110 §9.2.2).
+    pub idempotent: bool,
+    /// The client's side of an upgrade it asked for, if any.
+    pub client_upgrade: Option<OnUpgrade>,
+}
+
+/// Tries `resend` on the entry's backends until one answers or retrying is no longer
+/// safe or allowed.
+pub async fn run(
+    state: &State,
+    plan: Plan<'_>,
+    mut resend: Resend,
+    session: &mut Session,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let entry = plan.entry;
+    let deadline = Instant::now() + state.config.retries.budget;
+    let mut tried: Vec<SocketAddr> = Vec::new();
+    let mut last: Option<ProxyError> = None;
+    for attempt in 1..=entry.tries {
+        let member = match entry.balancer.pick(plan.affinity, &tried) {
+            Ok(m) => m,
+            Err(NoPick::AllDown(e)) => return Err(last.unwrap_or(e)),
+            Err(NoPick::AllTried) => break,
+        };
+        let backend = &member.backend;
+        session.backend = Some(backend.addr);
+        session.attempts = attempt;
+        let Some(request) = resend.take() else { break };
+        let sent = Instant::now();
+        let failure = match attempt::exchange(backend, request, state, deadline).await {
+            Ok(Exchanged::Response(resp)) => {
+                session.upstream_time = Some(sent.elapsed());
+                return Ok(resp);
+            }
+            Ok(Exchanged::Switching(resp, upstream)) => {
+                let Some(client_side) = plan.client_upgrade else {
+                    // A 101 nobody asked for: the backend is not speaking HTTP/1.1 to us.
+                    return Err(ProxyError::UnexpectedUpgrade(backend.addr));
+                };
+                session.upstream_time = Some(sent.elapsed());
+                tunnel::spawn_upgraded(
+                    client_side,
+                    upstream,
+                    state.timeouts().tunnel_idle,
+                    backend.addr,
+                );
+                return Ok(resp);
+            }
+            Err(failure) => failure,
+        };
+        let error = failure.error;
+        if let Some(unsent) = failure.unsent {
+            resend.give_back(unsent);
+        }
+        let safe = match error.retry() {
+            Retry::Always => true,
+            Retry::IfIdempotent => plan.idempotent,
+            Retry::Never => false,
+        };
+        if !safe || attempt == entry.tries || Instant::now() >= deadline || !resend.available() {
+            return Err(error);
+        }
+        warn!(backend = %backend.addr, attempt, "retrying on another backend after: {error}");
+        backend.stats.retried.fetch_add(1, Ordering::Relaxed);
+        tried.push(backend.addr);
+        last = Some(error);
+    }
+    Err(last.unwrap_or(ProxyError::AllDown(1)))
+}
+
+/// A request that can be sent again: a buffered body is re-sent from memory, a
+/// streamed one only if it came back unsent.
+pub enum Resend {
+    /// The head and a body read in full.
+    Buffered {
+        /// Method of the rewritten request.
+        method: Method,
+        /// Origin-form target.
+        uri: Uri,
+        /// Rewritten fields.
+        headers: HeaderMap,
+        /// The whole body (cheap to clone).
+        body: Bytes,
+    },
+    /// A request whose body streams; `None` once sent.
+    Streaming(Option<Request<UpstreamBody>>),
+}
+
+impl Resend {
+    /// Reads a small body in full when `replayable`; otherwise leaves it streaming.
+    pub async fn new(
+        req: Request<Incoming>,
+        replayable: bool,
+        limit: Option<u64>,
+        idle: Duration,
+    ) -> Result<Resend, ProxyError> {
+        let (parts, body) = req.into_parts();
+        if !replayable {
+            let req = Request::from_parts(
+                parts,
+                UpstreamBody::Streaming(ClientBody::new(body, limit, idle)),
+            );
+            return Ok(Resend::Streaming(Some(req)));
+        }
+        let body = if body.is_end_stream() {
+            Bytes::new()
+        } else {
+            ClientBody::new(body, limit, idle)
+                .read_all()
+                .await
+                .map_err(|e| ProxyError::from(&e))?
+        };
+        Ok(Resend::Buffered {
+            method: parts.method,
+            uri: parts.uri,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    /// The request for the next attempt, if there is one to send.
+    fn take(&mut self) -> Option<Request<UpstreamBody>> {
+        match self {
+            Resend::Streaming(req) => req.take(),
+            Resend::Buffered {
+                method,
+                uri,
+                headers,
+                body,
+            } => {
+                let mut req = Request::new(UpstreamBody::Buffered(Some(body.clone())));
+                *req.method_mut() = method.clone();
+                *req.uri_mut() = uri.clone();
+                *req.headers_mut() = headers.clone();
+                Some(req)
+            }
+        }
+    }
+
+    /// A streamed request that provably was not sent may go again.
+    fn give_back(&mut self, req: Request<UpstreamBody>) {
+        if let Resend::Streaming(slot) = self {
+            *slot = Some(req);
+        }
+    }
+
+    /// Whether there is a request to send again.
+    fn available(&self) -> bool {
+        match self {
+            Resend::Streaming(req) => req.is_some(),
+            Resend::Buffered { .. } => true,
+        }
+    }
+}

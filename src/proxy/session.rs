@@ -1,0 +1,72 @@
+//! One request's context: what the phases learn about it on the way (entry, backend,
+//! attempts, timings, bytes); `finish` settles it when its response ends.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{Method, Request, StatusCode};
+
+use super::state::Entry;
+
+/// What is known about one request; finished when the response body is done.
+#[derive(Debug)]
+pub struct Session {
+    /// Who sent it (logs, `X-Forwarded-For`, client-ip hashing).
+    pub client: SocketAddr,
+    /// Method as received.
+    pub method: Method,
+    /// Target as received (origin-form path or absolute URI).
+    pub target: String,
+    /// The host-table entry serving it, once routed.
+    pub entry: Option<Arc<Entry>>,
+    /// The host the client named when no entry serves it (for the log only).
+    pub requested_host: Option<String>,
+    /// The backend of the latest attempt.
+    pub backend: Option<SocketAddr>,
+    /// Attempts made (0 when relevo answered without a backend).
+    pub attempts: u32,
+    /// Status sent to the client.
+    pub status: StatusCode,
+    /// Response body bytes sent.
+    pub bytes_out: u64,
+    /// When the request head was received.
+    pub started: Instant,
+    /// From sending the request to the backend's response head, on the last attempt.
+    pub upstream_time: Option<Duration>,
+    /// Whether the access log is on (`access_log`).
+    pub log: bool,
+}
+
+impl Session {
+    /// The context of `req`, received now from `client`.
+    pub fn new<B>(client: SocketAddr, req: &Request<B>, log: bool) -> Session {
+        Session {
+            client,
+            method: req.method().clone(),
+            target: if log {
+                req.uri().to_string()
+            } else {
+                String::new()
+            },
+            entry: None,
+            requested_host: None,
+            backend: None,
+            attempts: 0,
+            status: StatusCode::OK,
+            bytes_out: 0,
+            started: Instant::now(),
+            upstream_time: None,
+            log,
+        }
+    }
+
+    /// The host-table key, or the host the client named, or `-`.
+    pub fn host(&self) -> &str {
+        match (&self.entry, &self.requested_host) {
+            (Some(entry), _) => &entry.key,
+            (None, Some(named)) => named,
+            (None, None) => "-",
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! relevo assembled: the listener hands each accepted connection to
+//! `downstream::connection`, whose requests go to `proxy::handle` with the state live
+//! at that moment. A reload swaps that state; a stop drains the connections.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use hyper::service::service_fn;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::downstream::connection::{self, Settings};
+use crate::downstream::listener::Listener;
+use crate::proxy::{self, State};
+
+mod reload;
+
+pub use reload::reload;
+
+/// A bound proxy, ready to serve.
+pub struct Server {
+    /// The listening socket with its connection cap.
+    listener: Listener,
+    /// The current state; requests load it, reloads replace it.
+    state: Arc<ArcSwap<State>>,
+}
+
+impl Server {
+    /// Binds the configured listen address (inside a tokio runtime: it starts the
+    /// health checkers).
+    pub fn bind(config: Config) -> io::Result<Server> {
+        let listener = Listener::bind(config.listen, config.limits.max_connections)?;
+        let state = State::build(config, None);
+        state.start_health_checks();
+        Ok(Server {
+            listener,
+            state: Arc::new(ArcSwap::from_pointee(state)),
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// A handle on the live state, for reloads.
+    pub fn state(&self) -> Arc<ArcSwap<State>> {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and waits (up to
+    /// `timeouts.shutdown`) for open connections to finish their requests.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        // Tells connection tasks to finish their request and close.
+        let (stopping, stop) = watch::channel(false);
+        tokio::pin!(shutdown);
+        loop {
+            let accepted = tokio::select! {
+                accepted = self.listener.accept() => accepted,
+                _ = &mut shutdown => break,
+            };
+            let state = self.state.clone();
+            let config = state.load().config.clone();
+            let settings = Settings {
+                header_timeout: config.timeouts.client_header,
+                send_timeout: config.timeouts.client_send,
+                max_header_bytes: config.limits.max_header_bytes,
+                max_headers: config.limits.max_headers,
+            };
+            // Counts requests on this connection, for `max_requests_per_connection`.
+            let served = AtomicU64::new(0);
+            let max_requests = config.limits.max_requests_per_connection;
+            let peer = accepted.peer;
+            let service = service_fn(move |req| {
+                let n = served.fetch_add(1, Ordering::Relaxed) + 1;
+                let last = max_requests.is_some_and(|max| n >= max);
+                proxy::handle(state.load_full(), peer, req, last)
+            });
+            tokio::spawn(connection::serve(accepted, settings, service, stop.clone()));
+        }
+        let timeout = self.state.load().config.timeouts.shutdown;
+        let _ = stopping.send(true);
+        self.listener.drain(timeout).await;
+    }
+}

@@ -1,0 +1,24 @@
+//! A configuration reload: a new state is built beside the live one (keeping warm
+//! backends) and swapped in whole; requests in flight finish on the old one.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tracing::warn;
+
+use crate::config::Config;
+use crate::proxy::State;
+
+/// Replaces the live state with one built from `config`, keeping warm backends.
+pub fn reload(state: &ArcSwap<State>, config: Config) {
+    let current = state.load();
+    if config.listen != current.config.listen {
+        warn!(
+            "listen address change ({} -> {}) needs a restart; keeping {}",
+            current.config.listen, config.listen, current.config.listen
+        );
+    }
+    let next = State::build(config, Some(&current));
+    next.start_health_checks();
+    state.store(Arc::new(next));
+}
