@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use relevo::cli::run::{init_logging, run_blocking, serve, EXIT_CONFIG, EXIT_RUNTIME};
-use relevo::cli::{demo, dry_run};
+use relevo::cli::{demo, dry_run, fd_limit};
 use relevo::Config;
 use tracing::{error, info};
 
@@ -70,6 +70,12 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => match Config::load(&config) {
             Ok(c) => {
+                if let Some(w) = fd_limit::hard()
+                    .ok()
+                    .and_then(|limit| fd_limit::warning(&c, limit))
+                {
+                    eprintln!("{}: warning: {w}", config.display());
+                }
                 let backends: usize = c.hosts.iter().map(|h| h.backends.len()).sum();
                 println!(
                     "{}: ok ({} hosts, {backends} backends)",

@@ -17,7 +17,11 @@ fn weighted(name: &str, backends: &[(SocketAddr, u32)], balance: Balance) -> Hos
     let mut h = host(name, &[]);
     h.backends = backends
         .iter()
-        .map(|&(addr, weight)| BackendConfig { addr, weight })
+        .map(|&(addr, weight)| BackendConfig {
+            addr,
+            weight,
+            max_conns: None,
+        })
         .collect();
     h.balance = balance;
     h
@@ -316,30 +320,59 @@ async fn tries_bound_the_attempts() {
     assert_eq!(attempts, 2);
 }
 
+// Every backend down by its active check: 503 with Retry-After (RFC 9110 §10.2.3),
+// unless the entry fails open and tries them anyway.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_down_is_503_with_retry_after_unless_fail_open() {
-    let dead = dead_addr().await;
     for fail_open in [false, true] {
-        let mut h = host("app.test", &[dead]);
+        let b = backend("b").await;
+        b.health.store(503, Ordering::SeqCst);
+        let mut h = host("app.test", &[b.addr]);
         h.fail_open = fail_open;
-        let p = start_proxy(vec![h], |c| {
-            c.passive.failures = 1;
-            c.passive.eject = Duration::from_secs(30);
+        h.health = Some(HealthCheck {
+            path: "/healthz".into(),
+            interval: Duration::from_millis(50),
+            timeout: Duration::from_millis(500),
+            rise: 1,
+            fall: 1,
+            expect: (200, 299),
         });
-        assert_eq!(
-            get(p.addr, "app.test", "/", "").await.status,
-            502,
-            "first failure ejects"
-        );
+        let p = start_proxy(vec![h], |_| {});
+        wait_until(|| !p.backend(b.addr).health.active_up()).await;
         let r = get(p.addr, "app.test", "/", "").await;
         if fail_open {
-            assert_eq!(r.status, 502, "fail-open still tries the backend");
+            assert_eq!(r.status, 200, "fail-open still tries the backend");
+            assert_eq!(b.requests(), 1);
         } else {
             assert_eq!(r.status, 503);
             let secs: u64 = r.header("retry-after").unwrap().parse().unwrap();
-            assert!((1..=30).contains(&secs), "{secs}");
+            assert!(secs >= 1, "{secs}");
+            assert_eq!(b.requests(), 0, "a backend down by its check got traffic");
         }
     }
+}
+
+// Passive evidence alone never empties an entry: a single backend that failed often
+// enough to be ejected still gets the requests (nginx never marks the only server of
+// a group unavailable), and a good answer puts it back at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passive_ejection_never_empties_an_entry() {
+    let b = backend("b").await;
+    let p = start_proxy(vec![host("app.test", &[b.addr])], |c| {
+        c.passive.failures = 1;
+        c.passive.statuses = vec![500];
+        c.passive.eject = Duration::from_secs(30);
+    });
+    assert_eq!(get(p.addr, "app.test", "/status?500", "").await.status, 500);
+    assert!(p.backend(b.addr).health.ejected(), "one 500 ejects it");
+    for _ in 0..3 {
+        assert_eq!(get(p.addr, "app.test", "/", "").await.status, 200);
+    }
+    assert!(
+        !p.backend(b.addr).health.ejected(),
+        "a good answer ends the ejection"
+    );
+    assert_eq!(b.requests(), 4);
 }
 
 // In-flight counters belong to the backend, which a reload keeps: requests started

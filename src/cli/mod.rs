@@ -3,5 +3,6 @@
 
 pub mod demo;
 pub mod dry_run;
+pub mod fd_limit;
 pub mod run;
 pub mod signals;

@@ -4,9 +4,9 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
-use super::signals;
+use super::{fd_limit, signals};
 use crate::config::Config;
 use crate::server::Server;
 
@@ -52,6 +52,13 @@ pub fn run_blocking(threads: Option<usize>, fut: impl Future<Output = ExitCode>)
 
 /// Serves `config` until SIGTERM/SIGINT; SIGHUP reloads `path` (when there is one).
 pub async fn serve(config: Config, path: Option<PathBuf>) -> ExitCode {
+    match fd_limit::raise() {
+        Ok(limit) => match fd_limit::warning(&config, limit) {
+            Some(w) => warn!("{w}"),
+            None => info!("open files limit {limit}"),
+        },
+        Err(e) => warn!("cannot read the open files limit: {e}"),
+    }
     let server = match Server::bind(config.clone()) {
         Ok(s) => s,
         Err(e) => {

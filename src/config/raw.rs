@@ -45,6 +45,7 @@ pub(super) struct RawTimeouts {
     pub(super) client_body: Option<Spanned<DurationValue>>,
     pub(super) client_send: Option<Spanned<DurationValue>>,
     pub(super) tunnel_idle: Option<Spanned<DurationValue>>,
+    pub(super) queue: Option<Spanned<DurationValue>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -58,6 +59,8 @@ pub(super) struct RawLimits {
     pub(super) max_uri_bytes: Option<Spanned<usize>>,
     pub(super) upstream_read_buffer: Option<Spanned<usize>>,
     pub(super) max_requests_per_connection: Option<Spanned<u64>>,
+    pub(super) backend_max_conns: Option<Spanned<usize>>,
+    pub(super) backend_queue: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -67,6 +70,7 @@ pub(super) struct RawPassive {
     pub(super) eject: Option<Spanned<DurationValue>>,
     pub(super) max_eject: Option<Spanned<DurationValue>>,
     pub(super) statuses: Option<Vec<Spanned<u16>>>,
+    pub(super) probe_interval: Option<Spanned<DurationValue>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -99,6 +103,7 @@ pub(super) struct RawHealth {
 pub(super) struct RawBackend {
     pub(super) addr: String,
     pub(super) weight: Option<Spanned<u32>>,
+    pub(super) max_conns: Option<Spanned<usize>>,
 }
 
 #[derive(Deserialize)]
@@ -106,6 +111,7 @@ pub(super) struct RawBackend {
 pub(super) struct RawBackendTable {
     pub(super) addr: String,
     pub(super) weight: Option<Spanned<u32>>,
+    pub(super) max_conns: Option<Spanned<usize>>,
 }
 
 impl<'de> Deserialize<'de> for RawBackend {
@@ -120,6 +126,7 @@ impl<'de> Deserialize<'de> for RawBackend {
                 Ok(RawBackend {
                     addr: v.to_string(),
                     weight: None,
+                    max_conns: None,
                 })
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawBackend, A::Error> {
@@ -127,6 +134,7 @@ impl<'de> Deserialize<'de> for RawBackend {
                 Ok(RawBackend {
                     addr: t.addr,
                     weight: t.weight,
+                    max_conns: t.max_conns,
                 })
             }
         }

@@ -51,6 +51,8 @@ pub struct Timeouts {
     pub client_send: Duration,
     /// Longest silence in both directions of an upgraded (WebSocket) or CONNECT tunnel.
     pub tunnel_idle: Duration,
+    /// Longest a request waits in a backend's queue for a connection (then 503).
+    pub queue: Duration,
 }
 
 /// Limits that keep one client from taking more than its share.
@@ -73,6 +75,11 @@ pub struct Limits {
     pub upstream_read_buffer: usize,
     /// Requests served on one client connection before it is closed; `None` = no limit.
     pub max_requests_per_connection: Option<u64>,
+    /// Most connections open to one backend at once (a backend's `max_conns` wins);
+    /// requests beyond it wait in the backend's queue.
+    pub backend_max_conns: usize,
+    /// Most requests waiting for a connection to one backend; more get 503.
+    pub backend_queue: usize,
 }
 
 /// One entry of the host table.
@@ -129,6 +136,8 @@ pub struct BackendConfig {
     pub addr: SocketAddr,
     /// Relative share of requests (1 by default).
     pub weight: u32,
+    /// Its own connection limit, over `limits.backend_max_conns`.
+    pub max_conns: Option<usize>,
 }
 
 impl fmt::Display for BackendConfig {
@@ -142,7 +151,11 @@ impl fmt::Display for BackendConfig {
 
 impl From<SocketAddr> for BackendConfig {
     fn from(addr: SocketAddr) -> Self {
-        BackendConfig { addr, weight: 1 }
+        BackendConfig {
+            addr,
+            weight: 1,
+            max_conns: None,
+        }
     }
 }
 
@@ -215,6 +228,10 @@ pub struct Passive {
     pub max_eject: Duration,
     /// Response statuses that count as failures (none by default).
     pub statuses: Vec<u16>,
+    /// How often an ejected backend is probed in the background (the entry's active
+    /// check if it has one, else a TCP connect), so that it is back within about this
+    /// long of recovering instead of waiting out its ejection.
+    pub probe_interval: Duration,
 }
 
 /// Retry policy (see `proxy.rs` for when a retry is safe).
@@ -235,6 +252,8 @@ impl Default for Passive {
             eject: Duration::from_secs(2),
             max_eject: Duration::from_secs(60),
             statuses: Vec::new(),
+            // HAProxy checks a down server every 500 ms by default (`fastinter`).
+            probe_interval: Duration::from_millis(500),
         }
     }
 }
@@ -278,11 +297,13 @@ impl HostEntryConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Balance {
     /// Smooth weighted round-robin, as nginx's.
-    #[default]
     RoundRobin,
     /// Weighted random (the lab's choice, with weights).
     Random,
-    /// Fewest in-flight requests per unit of weight.
+    /// Fewest in-flight requests per unit of weight, ties by smooth weighted
+    /// round-robin. The default: it steers away from a slow or overloaded backend
+    /// (its in-flight count grows) and is exactly round-robin when all are idle.
+    #[default]
     LeastConn,
     /// Power of two random choices on in-flight requests, peak-EWMA latency breaking ties.
     P2c,
@@ -347,6 +368,8 @@ impl Default for Timeouts {
             client_body: Duration::from_secs(30),
             client_send: Duration::from_secs(60),
             tunnel_idle: Duration::from_secs(300),
+            // As HAProxy's `timeout queue`, which defaults to `timeout connect`.
+            queue: Duration::from_secs(5),
         }
     }
 }
@@ -364,6 +387,12 @@ impl Default for Limits {
             // than 64 KiB on 64 KiB responses (BENCHMARKS.md).
             upstream_read_buffer: 128 * 1024,
             max_requests_per_connection: None,
+            // Envoy's default circuit breaker: 1024 connections per upstream cluster.
+            // A burst of clients must not open thousands of connections to one
+            // backend at once; one that can take more says so with `max_conns`.
+            backend_max_conns: 1024,
+            // Every client may wait: the queue is bounded by the client connections.
+            backend_queue: 10_000,
         }
     }
 }

@@ -65,6 +65,7 @@ fn timeouts(t: &RawTimeouts) -> Result<Timeouts, Invalid> {
         client_body: positive(&t.client_body, d.client_body, "timeouts.client_body")?,
         client_send: positive(&t.client_send, d.client_send, "timeouts.client_send")?,
         tunnel_idle: positive(&t.tunnel_idle, d.tunnel_idle, "timeouts.tunnel_idle")?,
+        queue: positive(&t.queue, d.queue, "timeouts.queue")?,
     })
 }
 
@@ -108,6 +109,13 @@ fn limits(l: &RawLimits) -> Result<Limits, Invalid> {
             }
             m => m.as_ref().map(|m| *m.get_ref()),
         },
+        backend_max_conns: at_least(
+            &l.backend_max_conns,
+            d.backend_max_conns,
+            1,
+            "limits.backend_max_conns",
+        )?,
+        backend_queue: l.backend_queue.unwrap_or(d.backend_queue),
     })
 }
 
@@ -144,6 +152,11 @@ fn passive(p: &RawPassive) -> Result<Passive, Invalid> {
         eject,
         max_eject,
         statuses,
+        probe_interval: positive(
+            &p.probe_interval,
+            d.probe_interval,
+            "passive.probe_interval",
+        )?,
     })
 }
 
@@ -294,7 +307,17 @@ fn backend(b: &Spanned<RawBackend>) -> Result<BackendConfig, Invalid> {
         Some(w) if (1..=1000).contains(w.get_ref()) => *w.get_ref(),
         Some(w) => return Err((w.span(), "weight must be between 1 and 1000".into())),
     };
-    Ok(BackendConfig { addr, weight })
+    let max_conns = match &raw.max_conns {
+        Some(m) if *m.get_ref() == 0 => {
+            return Err((m.span(), "max_conns must be at least 1".into()))
+        }
+        m => m.as_ref().map(|m| *m.get_ref()),
+    };
+    Ok(BackendConfig {
+        addr,
+        weight,
+        max_conns,
+    })
 }
 
 /// `[hosts."name".health]`: an active HTTP check.

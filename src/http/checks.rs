@@ -13,6 +13,7 @@ use super::rewrite::via;
 /// The checks that come before routing: target length (414), transfer codings
 /// (400/501) and expectations (417).
 pub fn before_routing<B>(req: &Request<B>, max_uri_bytes: usize) -> Result<(), ProxyError> {
+    target_form(req)?;
     let uri = req.uri();
     let uri_len = uri.path_and_query().map_or(0, |p| p.as_str().len())
         + uri.authority().map_or(0, |a| a.as_str().len());
@@ -27,6 +28,34 @@ pub fn before_routing<B>(req: &Request<B>, max_uri_bytes: usize) -> Result<(), P
         }
     }
     Ok(())
+}
+
+/// RFC 9112 §3.2: origin-form (`/path`) or absolute-form for every method, the
+/// asterisk (`*`) only with OPTIONS, authority-form (`host:port`) only with CONNECT.
+fn target_form<B>(req: &Request<B>) -> Result<(), ProxyError> {
+    let uri = req.uri();
+    let method = req.method();
+    let bad = |why: &str| Err(ProxyError::BadTarget(format!("`{uri}` {why}")));
+    match (uri.scheme(), uri.authority()) {
+        (Some(_), _) if method == Method::CONNECT => {
+            bad("is not host:port, which CONNECT needs (RFC 9112 §3.2.3)")
+        }
+        (Some(_), _) => Ok(()),
+        (None, Some(_)) if method == Method::CONNECT => Ok(()),
+        (None, Some(_)) => bad("is authority-form, which only CONNECT may use (RFC 9112 §3.2.3)"),
+        (None, None) if uri.path() == "*" && uri.query().is_none() => {
+            if method == Method::OPTIONS {
+                Ok(())
+            } else {
+                bad("is asterisk-form, which only OPTIONS may use (RFC 9112 §3.2.4)")
+            }
+        }
+        (None, None) if method == Method::CONNECT => {
+            bad("is not host:port, which CONNECT needs (RFC 9112 §3.2.3)")
+        }
+        (None, None) if uri.path().starts_with('/') => Ok(()),
+        (None, None) => bad("must begin with / (RFC 9112 §3.2.1)"),
+    }
 }
 
 /// `Content-Length` of a request, when it has one. hyper has already rejected
@@ -130,4 +159,45 @@ fn transfer_codings(headers: &HeaderMap) -> Result<(), ProxyError> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(method: &str, target: &str) -> Result<(), ProxyError> {
+        let req = Request::builder()
+            .method(method)
+            .uri(target)
+            .body(())
+            .unwrap();
+        target_form(&req)
+    }
+
+    #[test]
+    fn target_forms_fit_their_methods() {
+        // RFC 9112 §3.2.1-§3.2.4.
+        for (method, target) in [
+            ("GET", "/a?b"),
+            ("GET", "http://a.test/x"),
+            ("OPTIONS", "*"),
+            ("OPTIONS", "/x"),
+            ("CONNECT", "a.test:443"),
+        ] {
+            assert!(form(method, target).is_ok(), "{method} {target}");
+        }
+        for (method, target) in [
+            ("GET", "*"),
+            ("POST", "*"),
+            ("GET", "a.test:80"),
+            ("OPTIONS", "a.test:80"),
+            ("CONNECT", "/x"),
+            ("CONNECT", "http://a.test/"),
+        ] {
+            assert!(
+                matches!(form(method, target), Err(ProxyError::BadTarget(_))),
+                "{method} {target}"
+            );
+        }
+    }
 }

@@ -45,6 +45,9 @@ pub enum ProxyError {
     /// Absolute-form target with a scheme other than `http`.
     #[error("unsupported scheme `{0}`: this proxy forwards http:// only")]
     UnsupportedScheme(String),
+    /// A request target in a form its method may not use (RFC 9112 §3.2).
+    #[error("bad request target: {0}")]
+    BadTarget(String),
     /// The host is not in the host table.
     #[error("host `{0}` is not served by this proxy")]
     UnknownHost(String),
@@ -99,15 +102,45 @@ pub enum ProxyError {
         /// True when no byte of the request reached the backend.
         unsent: bool,
     },
+    /// A reused keep-alive connection closed as the request went out, before any
+    /// response byte: the backend's idle close raced our send (RFC 9112 §9.3.1). Not
+    /// held against the backend; an idempotent request goes again on a fresh
+    /// connection.
+    #[error("backend {addr} closed a kept-alive connection as the request was sent: {source}")]
+    StaleConnection {
+        /// The backend.
+        addr: SocketAddr,
+        /// hyper's account of it.
+        source: hyper::Error,
+    },
+    /// relevo ran out of something of its own (file descriptors, local ports, memory)
+    /// while connecting: never the backend's fault.
+    #[error("relevo is out of local resources connecting to backend {addr}: {source}")]
+    LocalResources {
+        /// The backend.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The backend is at its `max_conns` and the wait for a connection of its queue
+    /// timed out, or the queue is full.
+    #[error("backend {addr} is at its connection limit: {why}")]
+    BackendBusy {
+        /// The backend.
+        addr: SocketAddr,
+        /// Queue full, or how long the request waited.
+        why: String,
+    },
 }
 
 impl ProxyError {
     /// The status the client receives.
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::MissingHost | ProxyError::BadHost(_) | ProxyError::UnsupportedScheme(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            ProxyError::MissingHost
+            | ProxyError::BadHost(_)
+            | ProxyError::BadTarget(_)
+            | ProxyError::UnsupportedScheme(_) => StatusCode::BAD_REQUEST,
             ProxyError::UnknownHost(_) | ProxyError::ConnectRefused => StatusCode::FORBIDDEN,
             ProxyError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
@@ -117,11 +150,14 @@ impl ProxyError {
             ProxyError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::Connect { .. }
             | ProxyError::Upstream { .. }
+            | ProxyError::StaleConnection { .. }
             | ProxyError::UnexpectedUpgrade(_) => StatusCode::BAD_GATEWAY,
             ProxyError::ConnectTimeout(_) | ProxyError::ResponseTimeout(_) => {
                 StatusCode::GATEWAY_TIMEOUT
             }
-            ProxyError::AllDown(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::AllDown(_)
+            | ProxyError::LocalResources { .. }
+            | ProxyError::BackendBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -130,6 +166,7 @@ impl ProxyError {
         match self {
             ProxyError::MissingHost
             | ProxyError::BadHost(_)
+            | ProxyError::BadTarget(_)
             | ProxyError::UnsupportedScheme(_)
             | ProxyError::UnknownHost(_)
             | ProxyError::UnsupportedCoding(_)
@@ -143,8 +180,10 @@ impl ProxyError {
             | ProxyError::ConnectTimeout(_)
             | ProxyError::ResponseTimeout(_)
             | ProxyError::Upstream { .. }
+            | ProxyError::StaleConnection { .. }
             | ProxyError::UnexpectedUpgrade(_)
             | ProxyError::AllDown(_) => Side::Backend,
+            ProxyError::LocalResources { .. } | ProxyError::BackendBusy { .. } => Side::Relevo,
         }
     }
 
@@ -153,9 +192,17 @@ impl ProxyError {
         match self {
             ProxyError::Connect { .. } | ProxyError::ConnectTimeout(_) => Retry::Always,
             ProxyError::Upstream { unsent: true, .. } => Retry::Always,
-            ProxyError::Upstream { .. } | ProxyError::ResponseTimeout(_) => Retry::IfIdempotent,
+            ProxyError::Upstream { .. }
+            | ProxyError::StaleConnection { .. }
+            | ProxyError::ResponseTimeout(_) => Retry::IfIdempotent,
             _ => Retry::Never,
         }
+    }
+
+    /// True when the failure is evidence against the backend's health: a backend-side
+    /// failure other than a keep-alive race, which healthy backends cause too.
+    pub fn blames_backend(&self) -> bool {
+        self.side() == Side::Backend && !matches!(self, ProxyError::StaleConnection { .. })
     }
 
     /// True when the client connection cannot be trusted for another request: a
@@ -184,9 +231,14 @@ impl ProxyError {
     /// `close` asks the client connection to close after it.
     pub fn to_response(&self, close: bool) -> http::Response<bytes::Bytes> {
         let mut resp = super::page::page(self.status(), &self.to_string());
-        if let ProxyError::AllDown(secs) = self {
+        let retry_after = match self {
+            ProxyError::AllDown(secs) => Some(*secs),
+            ProxyError::LocalResources { .. } | ProxyError::BackendBusy { .. } => Some(1),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
             resp.headers_mut()
-                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(*secs));
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
         }
         if close || self.closes_connection() {
             resp.headers_mut().insert(

@@ -69,6 +69,15 @@ pub fn split_authority(a: &Authority) -> Result<(String, Option<u16>), ProxyErro
     if s.contains('@') || a.host().is_empty() || s.ends_with(':') {
         return Err(ProxyError::BadHost(format!("`{s}` is not host[:port]")));
     }
+    // RFC 3986 §3.2.3: a port is digits, and a TCP port fits in 16 bits.
+    // (The `http` crate reports a malformed port as no port, so the text is read.)
+    if let Some(digits) = s.get(a.host().len()..).and_then(|p| p.strip_prefix(':')) {
+        if !digits.bytes().all(|b| b.is_ascii_digit()) || digits.parse::<u16>().is_err() {
+            return Err(ProxyError::BadHost(format!(
+                "`{s}`: the port must be a number from 0 to 65535"
+            )));
+        }
+    }
     let host = match a.host().strip_prefix('[') {
         // IP-literal (RFC 3986 §3.2.2): only IPv6 is routable.
         Some(v6) => v6
@@ -176,6 +185,20 @@ mod tests {
             Err(ProxyError::BadHost(_))
         ));
         assert_eq!(target(&req("/", &["[::1]"])).unwrap().host, "::1");
+        // RFC 3986 §3.2.3: ports are digits (and RFC 9110 §4.2.1: a TCP port).
+        for bad in [
+            "a.test:8o",
+            "a.test:99999",
+            "a.test:+80",
+            "a.test:-1",
+            "[::1]:x",
+        ] {
+            assert!(
+                matches!(target(&req("/", &[bad])), Err(ProxyError::BadHost(_))),
+                "{bad}"
+            );
+        }
+        assert_eq!(target(&req("/", &["a.test:080"])).unwrap().port, Some(80));
         assert!(matches!(
             target(&req("/", &["a/b"])),
             Err(ProxyError::BadHost(_))

@@ -106,24 +106,14 @@ pub fn response<B>(resp: Response<B>) -> Response<B> {
         .then(|| parts.headers.get(header::UPGRADE).cloned())
         .flatten();
     // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, which must not be
-    // forwarded with a body hyper framed by chunks; codings other than chunked (gzip,
-    // say) still describe the body and go on, hyper adding chunked after them.
-    let other_codings = parts
-        .headers
-        .contains_key(header::TRANSFER_ENCODING)
-        .then(|| {
-            parts.headers.remove(header::CONTENT_LENGTH);
-            let codings: Vec<&str> = list_elements(&parts.headers, header::TRANSFER_ENCODING)
-                .filter(|c| !c.eq_ignore_ascii_case("chunked"))
-                .collect();
-            HeaderValue::from_str(&codings.join(", "))
-                .ok()
-                .filter(|_| !codings.is_empty())
-        });
-    strip_hop_by_hop(&mut parts.headers);
-    if let Some(codings) = other_codings.flatten() {
-        parts.headers.insert(header::TRANSFER_ENCODING, codings);
+    // forwarded with a body framed otherwise. Transfer-Encoding is hop-by-hop (RFC 9112
+    // §6.1): hyper has undone chunked, or read a body with another final coding until
+    // the close; either way the bytes go on as they came, under relevo's own framing,
+    // and no coding relevo did not apply is announced.
+    if parts.headers.contains_key(header::TRANSFER_ENCODING) {
+        parts.headers.remove(header::CONTENT_LENGTH);
     }
+    strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::TE);
     append(&mut parts.headers, header::VIA, via(received));
     if let Some(protocol) = switched_to {

@@ -10,10 +10,11 @@ use hyper::body::Incoming;
 use tracing::debug;
 
 use super::response_body::ProxyBody;
-use super::state::State;
+use super::state::{Entry, State};
 use crate::http::request_body::UpstreamBody;
-use crate::http::{rewrite, ProxyError, Side};
-use crate::upstream::{Backend, PooledConn};
+use crate::http::{rewrite, ProxyError};
+use crate::upstream::backend::Queue;
+use crate::upstream::{recovery, Backend, PooledConn};
 
 /// What a backend answered.
 pub enum Exchanged {
@@ -41,34 +42,46 @@ impl From<ProxyError> for Failure {
     }
 }
 
+/// How one attempt is made.
+#[derive(Debug, Clone, Copy)]
+pub struct How {
+    /// Skip the pool: the previous attempt met a stale pooled connection.
+    pub fresh: bool,
+    /// Give up at this instant (the retry budget).
+    pub deadline: Instant,
+}
+
 /// Sends `req` to `backend` and returns the response with its body streaming from
 /// that connection. The request stays in the backend's in-flight count until the
 /// body ends (or the attempt fails).
 pub async fn exchange(
+    entry: &Entry,
     backend: &Arc<Backend>,
     req: Request<UpstreamBody>,
     state: &State,
-    deadline: Instant,
+    how: How,
 ) -> Result<Exchanged, Failure> {
     let passive = &state.config.passive;
     let in_flight = backend.start_request();
     let started = Instant::now();
-    let left = deadline
+    let left = how
+        .deadline
         .saturating_duration_since(started)
         .max(Duration::from_millis(1));
     let timeouts = state.timeouts();
-    let result = send(
-        backend,
-        req,
-        timeouts.connect.min(left),
-        timeouts.response.min(left),
-    )
-    .await;
-    match result {
+    let limits = Limits {
+        connect: timeouts.connect.min(left),
+        response: timeouts.response.min(left),
+        queue: Queue {
+            max: state.config.limits.backend_queue,
+            timeout: timeouts.queue.min(left),
+        },
+    };
+    match send(backend, req, limits, how.fresh).await {
         Ok((mut resp, conn)) => {
             backend.latency.observe(started.elapsed());
             if passive.statuses.contains(&resp.status().as_u16()) {
-                backend.health.on_failure(backend.addr, passive);
+                failed(entry, backend, state);
             } else {
                 backend.health.on_success(backend.addr);
             }
@@ -85,57 +98,124 @@ pub async fn exchange(
             ))
         }
         Err(failure) => {
-            if failure.error.side() == Side::Backend {
+            if failure.error.blames_backend() {
                 backend.stats.failures.fetch_add(1, Ordering::Relaxed);
-                backend.health.on_failure(backend.addr, passive);
+                failed(entry, backend, state);
             }
             Err(failure)
         }
     }
 }
 
-/// Sends on a pooled connection; a pooled connection the backend closed meanwhile
-/// hands the request back unsent, and a fresh connection to the same backend is safe.
+/// A failure that counts against `backend`: if it ejects it, a background probe
+/// brings it back as soon as it answers.
+fn failed(entry: &Entry, backend: &Arc<Backend>, state: &State) {
+    let passive = &state.config.passive;
+    if backend.health.on_failure(backend.addr, passive) {
+        recovery::watch(
+            backend,
+            passive.probe_interval,
+            entry
+                .health
+                .as_ref()
+                .map(|check| (entry.key.clone(), check.clone())),
+        );
+    }
+}
+
+/// Time limits of one attempt.
+struct Limits {
+    /// TCP connect.
+    connect: Duration,
+    /// From the request sent to the response head.
+    response: Duration,
+    /// Waiting for a connection slot.
+    queue: Queue,
+}
+
+/// Sends on a pooled connection (a new one when `fresh`); a pooled connection the
+/// backend closed meanwhile hands the request back unsent, and a fresh connection to
+/// the same backend is safe.
 async fn send(
     backend: &Backend,
     mut req: Request<UpstreamBody>,
-    connect: Duration,
-    response: Duration,
+    limits: Limits,
+    fresh: bool,
 ) -> Result<(Response<Incoming>, PooledConn), Failure> {
-    let mut conn = match backend.checkout(connect).await {
+    let unsent = |error: ProxyError, req: Request<UpstreamBody>| Failure {
+        error,
+        unsent: Some(req),
+    };
+    let slot = match backend.slot(limits.queue).await {
+        Ok(slot) => slot,
+        Err(error) => return Err(unsent(error, req)),
+    };
+    let conn = if fresh {
+        backend.connect(slot, limits.connect).await
+    } else {
+        backend.checkout(slot, limits.connect).await
+    };
+    let mut conn = match conn {
         Ok(c) => c,
-        Err(error) => {
-            return Err(Failure {
-                error,
-                unsent: Some(req),
-            })
-        }
+        Err(error) => return Err(unsent(error, req)),
     };
     loop {
-        let sent = tokio::time::timeout(response, conn.sender().try_send_request(req)).await;
+        let sent = tokio::time::timeout(limits.response, conn.sender().try_send_request(req)).await;
         match sent {
             Err(_) => return Err(ProxyError::ResponseTimeout(backend.addr).into()),
             Ok(Ok(resp)) => return Ok((resp, conn)),
             Ok(Err(mut e)) => match e.take_message() {
-                Some(unsent) if conn.reused => {
+                Some(again) if conn.reused => {
                     debug!(backend = %backend.addr, "pooled connection closed, reconnecting: {}", e.error());
-                    req = unsent;
-                    conn = match backend.connect(connect).await {
+                    req = again;
+                    conn = match backend.connect(conn.into_slot(), limits.connect).await {
                         Ok(c) => c,
-                        Err(error) => {
-                            return Err(Failure {
-                                error,
-                                unsent: Some(req),
-                            })
-                        }
+                        Err(error) => return Err(unsent(error, req)),
                     };
                 }
-                unsent => {
-                    let error =
-                        ProxyError::upstream(backend.addr, e.into_error(), unsent.is_some());
-                    return Err(Failure { error, unsent });
+                Some(again) => {
+                    let error = ProxyError::upstream(backend.addr, e.into_error(), true);
+                    return Err(unsent(error, again));
+                }
+                None if conn.reused && closed_before_response(e.error()) => {
+                    let source = e.into_error();
+                    debug!(backend = %backend.addr, "pooled connection closed as the request went out: {source}");
+                    let error = ProxyError::StaleConnection {
+                        addr: backend.addr,
+                        source,
+                    };
+                    return Err(error.into());
+                }
+                None => {
+                    let error = ProxyError::upstream(backend.addr, e.into_error(), false);
+                    return Err(error.into());
                 }
             },
         }
     }
+}
+
+/// The connection ended (EOF, reset, broken pipe) before any byte of a response: what
+/// a backend's idle close racing our send looks like (RFC 9112 §9.3.1).
+fn closed_before_response(e: &hyper::Error) -> bool {
+    if e.is_user() {
+        return false;
+    }
+    if e.is_incomplete_message() || e.is_canceled() {
+        return true;
+    }
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::UnexpectedEof
+            );
+        }
+        cause = c.source();
+    }
+    false
 }

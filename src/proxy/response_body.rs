@@ -27,6 +27,9 @@ pub struct ProxyBody {
     session: Option<Box<Session>>,
     /// Set when the upstream body failed: that connection must not be reused.
     failed: bool,
+    /// Set when the body reported its end (`None`): a chunked body never says
+    /// `is_end_stream` (its length is unknown), so its end is only seen here.
+    ended: bool,
 }
 
 #[derive(Debug)]
@@ -44,6 +47,7 @@ impl ProxyBody {
             in_flight: Some(in_flight),
             session: None,
             failed: false,
+            ended: false,
         }
     }
 
@@ -56,6 +60,7 @@ impl ProxyBody {
             in_flight: None,
             session: None,
             failed: false,
+            ended: false,
         }
     }
 
@@ -91,7 +96,8 @@ impl Body for ProxyBody {
                 }
             }
             Poll::Ready(Some(Err(_))) => this.failed = true,
-            _ => {}
+            Poll::Ready(None) => this.ended = true,
+            Poll::Pending => {}
         }
         polled
     }
@@ -114,9 +120,9 @@ impl Body for ProxyBody {
 
 impl Drop for ProxyBody {
     fn drop(&mut self) {
-        // hyper may stop polling once `is_end_stream` is true, so the end of a body is
-        // judged here rather than on a final `None` frame.
-        let complete = !self.failed && self.is_end_stream();
+        // hyper may stop polling once `is_end_stream` is true (a body of known length),
+        // so the end is either that or a final `None` frame (chunked, close-delimited).
+        let complete = !self.failed && (self.ended || self.is_end_stream());
         if let Some(conn) = self.conn.take() {
             if complete {
                 conn.release();

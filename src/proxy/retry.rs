@@ -4,15 +4,16 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, Uri};
 use hyper::body::{Body, Incoming};
 use hyper::upgrade::OnUpgrade;
-use tracing::warn;
+use tracing::{debug, warn};
 
-use super::attempt::{self, Exchanged};
+use super::attempt::{self, Exchanged, How};
 use super::response_body::ProxyBody;
 use super::session::Session;
 use super::state::{Entry, State};
@@ -20,6 +21,7 @@ use super::tunnel;
 use crate::http::request_body::{ClientBody, UpstreamBody};
 use crate::http::{ProxyError, Retry};
 use crate::routing::NoPick;
+use crate::upstream::Backend;
 
 /// What the attempt loop needs to know about the request besides its head and body.
 pub struct Plan<'a> {
@@ -45,18 +47,29 @@ pub async fn run(
     let deadline = Instant::now() + state.config.retries.budget;
     let mut tried: Vec<SocketAddr> = Vec::new();
     let mut last: Option<ProxyError> = None;
-    for attempt in 1..=entry.tries {
-        let member = match entry.balancer.pick(plan.affinity, &tried) {
-            Ok(m) => m,
-            Err(NoPick::AllDown(e)) => return Err(last.unwrap_or(e)),
-            Err(NoPick::AllTried) => break,
+    // After a stale pooled connection, the same backend once more on a fresh one.
+    let mut again: Option<Arc<Backend>> = None;
+    let mut stale_retried = false;
+    let mut attempt = 0;
+    while attempt < entry.tries || again.is_some() {
+        let fresh = again.is_some();
+        let backend = match again.take() {
+            Some(backend) => backend,
+            None => match entry.balancer.pick(plan.affinity, &tried) {
+                Ok(m) => m.backend.clone(),
+                Err(NoPick::AllDown(e)) => return Err(last.unwrap_or(e)),
+                Err(NoPick::AllTried) => break,
+            },
         };
-        let backend = &member.backend;
+        if !fresh {
+            attempt += 1;
+        }
         session.backend = Some(backend.addr);
-        session.attempts = attempt;
+        session.attempts += 1;
         let Some(request) = resend.take() else { break };
         let sent = Instant::now();
-        let failure = match attempt::exchange(backend, request, state, deadline).await {
+        let how = How { fresh, deadline };
+        let failure = match attempt::exchange(entry, &backend, request, state, how).await {
             Ok(Exchanged::Response(resp)) => {
                 session.upstream_time = Some(sent.elapsed());
                 return Ok(resp);
@@ -86,7 +99,20 @@ pub async fn run(
             Retry::IfIdempotent => plan.idempotent,
             Retry::Never => false,
         };
-        if !safe || attempt == entry.tries || Instant::now() >= deadline || !resend.available() {
+        if !safe || Instant::now() >= deadline || !resend.available() {
+            return Err(error);
+        }
+        // RFC 9112 §9.3.1: a kept-alive connection the backend closed as we sent is a
+        // race, not a verdict on the backend: the same backend again, on a new
+        // connection, once, without using up one of the entry's tries.
+        if matches!(error, ProxyError::StaleConnection { .. }) && !stale_retried {
+            stale_retried = true;
+            debug!(backend = %backend.addr, "sending again on a fresh connection after: {error}");
+            again = Some(backend);
+            last = Some(error);
+            continue;
+        }
+        if attempt >= entry.tries {
             return Err(error);
         }
         warn!(backend = %backend.addr, attempt, "retrying on another backend after: {error}");

@@ -40,16 +40,20 @@ impl State {
                     backend: backends
                         .entry(b.addr)
                         .or_insert_with(|| {
-                            previous
-                                .and_then(|p| p.backends.get(&b.addr).cloned())
-                                .unwrap_or_else(|| {
-                                    Arc::new(Backend::new(
-                                        b.addr,
-                                        config.limits.max_idle_per_backend,
-                                        config.timeouts.upstream_idle,
-                                        config.limits.upstream_read_buffer,
-                                    ))
-                                })
+                            let max_conns = b.max_conns.unwrap_or(config.limits.backend_max_conns);
+                            match previous.and_then(|p| p.backends.get(&b.addr)) {
+                                Some(kept) => {
+                                    kept.set_max_conns(max_conns);
+                                    kept.clone()
+                                }
+                                None => Arc::new(Backend::new(
+                                    b.addr,
+                                    config.limits.max_idle_per_backend,
+                                    config.timeouts.upstream_idle,
+                                    config.limits.upstream_read_buffer,
+                                    max_conns,
+                                )),
+                            }
                         })
                         .clone(),
                     weight: b.weight,

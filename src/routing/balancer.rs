@@ -48,7 +48,7 @@ enum Algorithm {
 /// Why a pick could not be made.
 #[derive(Debug)]
 pub enum NoPick {
-    /// Every member is down and the entry does not fail open.
+    /// Every member is down by its active check and the entry does not fail open.
     AllDown(ProxyError),
     /// Every member that could take the request was already tried.
     AllTried,
@@ -93,6 +93,11 @@ impl<B: Candidate> Balancer<B> {
     }
 
     /// Picks a member that is available and not in `tried`.
+    ///
+    /// Members in rotation are preferred; when none is, the passively ejected ones
+    /// take the traffic (passive evidence alone never empties an entry: one broken URL
+    /// or a burst of timeouts must not turn every request into a 503); when every
+    /// member is down by its active check, the entry answers 503 unless it fails open.
     pub fn pick(&self, affinity: Option<u64>, tried: &[SocketAddr]) -> Result<&Member<B>, NoPick> {
         let now = now_ms();
         let avail: Vec<Availability> = self
@@ -100,8 +105,14 @@ impl<B: Candidate> Balancer<B> {
             .iter()
             .map(|m| m.backend.availability(now))
             .collect();
-        let any_up = avail.iter().any(|a| *a != Availability::Down);
-        if !any_up && !self.fail_open {
+        let in_rotation = |a: Availability| matches!(a, Availability::Up | Availability::Probe);
+        let tier: fn(Availability) -> bool = if avail.iter().any(|&a| in_rotation(a)) {
+            |a| matches!(a, Availability::Up | Availability::Probe)
+        } else if avail.contains(&Availability::Ejected) {
+            |a| a == Availability::Ejected
+        } else if self.fail_open {
+            |_| true
+        } else {
             let retry_after = self
                 .members
                 .iter()
@@ -109,10 +120,9 @@ impl<B: Candidate> Balancer<B> {
                 .min()
                 .unwrap_or(1);
             return Err(NoPick::AllDown(ProxyError::AllDown(retry_after)));
-        }
-        // With every member down and fail-open, every member counts as healthy.
+        };
         let candidates: Vec<usize> = (0..self.members.len())
-            .filter(|&i| !any_up || avail[i] != Availability::Down)
+            .filter(|&i| tier(avail[i]))
             .filter(|&i| !tried.contains(&self.members[i].backend.addr()))
             .collect();
         let i = self.choose(&candidates, affinity).ok_or(NoPick::AllTried)?;

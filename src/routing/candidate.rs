@@ -12,7 +12,10 @@ pub enum Availability {
     Up,
     /// Ejected, but the ejection expired: one probe request may go.
     Probe,
-    /// Down (active check) or ejected (passive).
+    /// Ejected by passive health (real requests failed): weak evidence, so it still
+    /// takes requests when every other member is out too.
+    Ejected,
+    /// Down by the active check.
     Down,
 }
 

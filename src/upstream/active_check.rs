@@ -57,7 +57,7 @@ pub fn spawn_checks(
 }
 
 /// One check: a fresh connection, `GET path`, a status in the expected range.
-async fn probe(addr: SocketAddr, host: &str, check: &HealthCheck) -> bool {
+pub(super) async fn probe(addr: SocketAddr, host: &str, check: &HealthCheck) -> bool {
     let attempt = async {
         let stream = TcpStream::connect(addr).await.ok()?;
         let (mut sender, conn) =

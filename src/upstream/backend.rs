@@ -3,9 +3,11 @@
 //! that lists it and kept across reloads.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::connect;
 use super::latency::PeakEwma;
@@ -23,6 +25,13 @@ pub struct Backend {
     pool: Arc<Pool>,
     /// Largest read buffer of a connection (`limits.upstream_read_buffer`).
     read_buffer: usize,
+    /// One permit per connection in use (checked out): with idle connections reused
+    /// before new ones are opened, the backend never sees more than `max_conns`.
+    slots: Arc<Semaphore>,
+    /// The current limit, so a reload can move it.
+    max_conns: Mutex<usize>,
+    /// Requests waiting for a slot now.
+    queued: AtomicUsize,
     /// Counters a status page and health logic read.
     pub stats: BackendStats,
     /// Passive and active health.
@@ -44,6 +53,17 @@ pub struct BackendStats {
     pub connects: AtomicU64,
     /// Requests that failed here and were retried.
     pub retried: AtomicU64,
+    /// Requests that had to wait for a connection slot.
+    pub queued: AtomicU64,
+}
+
+/// How long, and how many, requests may wait for a connection to a backend at its limit.
+#[derive(Debug, Clone, Copy)]
+pub struct Queue {
+    /// Most requests waiting at once.
+    pub max: usize,
+    /// Longest wait.
+    pub timeout: Duration,
 }
 
 /// One request counted against its backend from the moment it is sent until its
@@ -69,17 +89,21 @@ impl Drop for InFlight {
 }
 
 impl Backend {
-    /// A backend with an empty pool.
+    /// A backend with an empty pool and room for `max_conns` connections.
     pub fn new(
         addr: SocketAddr,
         max_idle: usize,
         idle_timeout: Duration,
         read_buffer: usize,
+        max_conns: usize,
     ) -> Backend {
         Backend {
             addr,
             read_buffer,
             pool: Arc::new(Pool::new(max_idle, idle_timeout)),
+            slots: Arc::new(Semaphore::new(max_conns)),
+            max_conns: Mutex::new(max_conns),
+            queued: AtomicUsize::new(0),
             stats: BackendStats::default(),
             health: Health::default(),
             latency: PeakEwma::default(),
@@ -95,23 +119,89 @@ impl Backend {
         }
     }
 
-    /// A ready connection: a pooled one if any is still open, else a new one.
-    pub async fn checkout(&self, connect_timeout: Duration) -> Result<PooledConn, ProxyError> {
+    /// Moves the connection limit (a reload): permits are added, or taken away as
+    /// connections in use give them back.
+    pub fn set_max_conns(self: &Arc<Self>, max_conns: usize) {
+        let mut current = self.max_conns.lock().unwrap_or_else(|p| p.into_inner());
+        if max_conns > *current {
+            self.slots.add_permits(max_conns - *current);
+        } else if max_conns < *current {
+            let excess = *current - max_conns;
+            let gone = self.slots.forget_permits(excess);
+            if gone < excess {
+                let slots = self.slots.clone();
+                let rest = u32::try_from(excess - gone).unwrap_or(u32::MAX);
+                tokio::spawn(async move {
+                    if let Ok(permits) = slots.acquire_many(rest).await {
+                        permits.forget();
+                    }
+                });
+            }
+        }
+        *current = max_conns;
+    }
+
+    /// A slot for one connection in use: at once if the backend is under its limit,
+    /// else after waiting in its queue (bounded in length and time).
+    pub async fn slot(&self, queue: Queue) -> Result<OwnedSemaphorePermit, ProxyError> {
+        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        let busy = |why: String| ProxyError::BackendBusy {
+            addr: self.addr,
+            why,
+        };
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= queue.max {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(busy(format!("its queue of {} is full", queue.max)));
+        }
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        let waited = tokio::time::timeout(queue.timeout, self.slots.clone().acquire_owned()).await;
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        match waited {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(busy(format!("no connection within {:?}", queue.timeout))),
+        }
+    }
+
+    /// A ready connection for the holder of `slot`: a pooled one if any is still
+    /// open, else a new one.
+    pub async fn checkout(
+        &self,
+        slot: OwnedSemaphorePermit,
+        connect_timeout: Duration,
+    ) -> Result<PooledConn, ProxyError> {
         while let Some(mut sender) = self.pool.take() {
             // The previous exchange finished, so readiness is immediate unless the
             // backend closed the connection meanwhile; then look further.
             if sender.ready().await.is_ok() {
-                return Ok(PooledConn::new(sender, self.pool.clone(), self.addr, true));
+                return Ok(PooledConn::new(
+                    sender,
+                    self.pool.clone(),
+                    self.addr,
+                    true,
+                    slot,
+                ));
             }
         }
-        self.connect(connect_timeout).await
+        self.connect(slot, connect_timeout).await
     }
 
     /// Opens a new connection, bypassing the pool (used after a pooled one failed).
-    pub async fn connect(&self, connect_timeout: Duration) -> Result<PooledConn, ProxyError> {
+    pub async fn connect(
+        &self,
+        slot: OwnedSemaphorePermit,
+        connect_timeout: Duration,
+    ) -> Result<PooledConn, ProxyError> {
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
         let sender = connect::open(self.addr, self.read_buffer, connect_timeout).await?;
-        Ok(PooledConn::new(sender, self.pool.clone(), self.addr, false))
+        Ok(PooledConn::new(
+            sender,
+            self.pool.clone(),
+            self.addr,
+            false,
+            slot,
+        ))
     }
 }
 

@@ -20,6 +20,9 @@ pub async fn open(
 ) -> Result<SendRequest<UpstreamBody>, ProxyError> {
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Err(_) => return Err(ProxyError::ConnectTimeout(addr)),
+        Ok(Err(source)) if is_local_shortage(&source) => {
+            return Err(ProxyError::LocalResources { addr, source })
+        }
         Ok(Err(source)) => return Err(ProxyError::Connect { addr, source }),
         Ok(Ok(s)) => s,
     };
@@ -44,4 +47,13 @@ pub async fn open(
         }
     });
     Ok(sender)
+}
+
+/// Errors that say relevo, not the backend, is short of something: descriptors
+/// (EMFILE, ENFILE), buffers or memory (ENOBUFS, ENOMEM), local ports (EADDRNOTAVAIL).
+fn is_local_shortage(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EADDRNOTAVAIL)
+    )
 }

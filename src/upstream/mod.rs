@@ -7,6 +7,7 @@ pub mod connect;
 pub mod latency;
 pub mod passive;
 pub mod pool;
+pub mod recovery;
 
 pub use backend::{Backend, BackendStats, InFlight};
 pub use pool::PooledConn;

@@ -28,6 +28,8 @@ pub struct Health {
     probing: AtomicBool,
     /// Ejections so far.
     pub ejections: AtomicU64,
+    /// A background probe (`recovery::watch`) is running.
+    watched: AtomicBool,
 }
 
 impl Default for Health {
@@ -39,6 +41,7 @@ impl Default for Health {
             level: AtomicU32::new(0),
             probing: AtomicBool::new(false),
             ejections: AtomicU64::new(0),
+            watched: AtomicBool::new(false),
         }
     }
 }
@@ -53,7 +56,7 @@ impl Health {
         if until == 0 {
             Availability::Up
         } else if now < until || self.probing.load(Ordering::Relaxed) {
-            Availability::Down
+            Availability::Ejected
         } else {
             Availability::Probe
         }
@@ -68,12 +71,35 @@ impl Health {
 
     /// A request got a good response.
     pub fn on_success(&self, addr: SocketAddr) {
+        self.back_in_rotation(addr, "a request got a good response");
+    }
+
+    /// A background probe found it good: back in rotation with a clean slate, so its
+    /// share returns to normal at once.
+    pub fn readmit(&self, addr: SocketAddr) {
+        self.back_in_rotation(addr, "it answered a background probe");
+    }
+
+    /// Ends an ejection (if any) and its backoff.
+    fn back_in_rotation(&self, addr: SocketAddr, why: &str) {
         self.failures.store(0, Ordering::Relaxed);
         if self.ejected_until.swap(0, Ordering::AcqRel) != 0 {
             self.level.store(0, Ordering::Relaxed);
             self.probing.store(false, Ordering::Release);
-            info!(backend = %addr, "backend back in rotation after a good probe");
+            info!(backend = %addr, "backend back in rotation: {why}");
         }
+    }
+
+    /// Claims the background probe; false if one is already running.
+    pub fn claim_watch(&self) -> bool {
+        self.watched
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// The background probe ended.
+    pub fn release_watch(&self) {
+        self.watched.store(false, Ordering::Release);
     }
 
     /// A request failed on the backend's side. Returns true if this ejected it.

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hyper::client::conn::http1::SendRequest;
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::http::request_body::UpstreamBody;
 
@@ -81,6 +82,8 @@ pub struct PooledConn {
     /// Whether this connection served an earlier request (then a failure before any
     /// response byte may just be the backend's idle close, and a retry is safe).
     pub reused: bool,
+    /// The backend's connection slot, held while the connection is in use.
+    slot: OwnedSemaphorePermit,
 }
 
 impl PooledConn {
@@ -90,13 +93,21 @@ impl PooledConn {
         pool: Arc<Pool>,
         addr: SocketAddr,
         reused: bool,
+        slot: OwnedSemaphorePermit,
     ) -> Self {
         PooledConn {
             sender,
             pool,
             addr,
             reused,
+            slot,
         }
+    }
+
+    /// Gives the slot back, keeping the connection (a failed connection's slot
+    /// goes to the next attempt's fresh connection).
+    pub fn into_slot(self) -> OwnedSemaphorePermit {
+        self.slot
     }
 
     /// The hyper handle, to send the request on.
@@ -104,8 +115,10 @@ impl PooledConn {
         &mut self.sender
     }
 
-    /// Puts the connection back in its backend's pool.
+    /// Puts the connection back in its backend's pool, then frees its slot (in that
+    /// order, so a request woken by the slot finds the connection idle).
     pub fn release(self) {
         self.pool.put(self.sender);
+        drop(self.slot);
     }
 }
