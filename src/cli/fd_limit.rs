@@ -33,7 +33,7 @@ pub fn raise() -> io::Result<u64> {
             }
         }
     }
-    Ok(lim.rlim_cur as u64)
+    Ok(lim.rlim_cur)
 }
 
 /// The hard limit on open files, the most `raise` can reach.
@@ -46,7 +46,7 @@ pub fn hard() -> io::Result<u64> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(lim.rlim_max as u64)
+    Ok(lim.rlim_max)
 }
 
 /// Descriptors `config` may need at once: every client connection, every upstream
