@@ -94,6 +94,11 @@ impl Body for ProxyBody {
                 if let (Some(session), Some(data)) = (this.session.as_mut(), frame.data_ref()) {
                     session.bytes_out += data.len() as u64;
                 }
+                // Trailers come last (RFC 9112 §7.1.2), and hyper may not poll again
+                // after writing them.
+                if frame.is_trailers() {
+                    this.ended = true;
+                }
             }
             Poll::Ready(Some(Err(_))) => this.failed = true,
             Poll::Ready(None) => this.ended = true,
