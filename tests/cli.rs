@@ -374,6 +374,8 @@ async fn counting_backend() -> SocketAddr {
                     "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
                     body.len()
                 );
+                // A client that is gone has nothing left to read; the test checks the
+                // count it reads.
                 let _ = r.get_mut().write_all(resp.as_bytes()).await;
             });
         }
