@@ -6,10 +6,12 @@ mod common;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
+use relevo::clock::now_ms;
 use relevo::config::{BackendConfig, Balance, HashKey, HealthCheck, HostEntryConfig};
+use relevo::routing::Availability;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 
@@ -169,7 +171,10 @@ async fn active_checks_take_a_backend_out_and_bring_it_back() {
     let p = start_proxy(vec![h], |_| {});
     b1.health.store(503, Ordering::SeqCst);
     // Down after `fall` failed checks: within (fall + 1) intervals.
-    wait_until(|| !p.backend(b1.addr).health.active_up()).await;
+    wait_until("active checks take b1 down", || {
+        !p.backend(b1.addr).health.active_up()
+    })
+    .await;
     let before = b1.requests();
     for _ in 0..20 {
         assert_eq!(get(p.addr, "app.test", "/", "").await.body, "b2");
@@ -177,19 +182,14 @@ async fn active_checks_take_a_backend_out_and_bring_it_back() {
     assert_eq!(b1.requests(), before, "a down backend got traffic");
     // Back after `rise` good checks.
     b1.health.store(200, Ordering::SeqCst);
-    wait_until(|| p.backend(b1.addr).health.active_up()).await;
+    wait_until("active checks bring b1 back", || {
+        p.backend(b1.addr).health.active_up()
+    })
+    .await;
     for _ in 0..4 {
         get(p.addr, "app.test", "/", "").await;
     }
     assert!(b1.requests() > before, "the backend did not come back");
-}
-
-async fn wait_until(mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !cond() {
-        assert!(Instant::now() < deadline, "condition not reached in time");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 // Passive health: consecutive connect failures eject a backend; its requests are
@@ -227,8 +227,38 @@ async fn ejection_expires_into_a_probe() {
     assert_eq!(get(p.addr, "app.test", "/", "").await.status, 200);
     let d = p.backend(dead);
     assert_eq!(d.health.ejections.load(Ordering::SeqCst), 1);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    for _ in 0..4 {
+    assert_eq!(
+        d.health.availability(now_ms()),
+        Availability::Down,
+        "ejected right after the failure"
+    );
+    // The clock, not a sleep, says when the ejection is over.
+    wait_until("the 200 ms ejection expires into a probe", || {
+        d.health.availability(now_ms()) == Availability::Probe
+    })
+    .await;
+    // The balancer may pick the good backend first; the probe goes within a few requests.
+    let mut sent = 0;
+    while d.stats.requests.load(Ordering::SeqCst) < 2 {
+        assert!(
+            sent < 4,
+            "no probe in 4 requests after the ejection expired"
+        );
+        assert_eq!(get(p.addr, "app.test", "/", "").await.status, 200);
+        sent += 1;
+    }
+    assert_eq!(
+        d.health.ejections.load(Ordering::SeqCst),
+        2,
+        "the failed probe ejected it again"
+    );
+    // Ejected again, for twice as long (400 ms): the next requests get no probe.
+    for _ in sent..4 {
+        assert_eq!(
+            d.health.availability(now_ms()),
+            Availability::Down,
+            "still ejected after the failed probe"
+        );
         assert_eq!(get(p.addr, "app.test", "/", "").await.status, 200);
     }
     assert_eq!(
@@ -236,11 +266,7 @@ async fn ejection_expires_into_a_probe() {
         2,
         "exactly one probe after the ejection"
     );
-    assert_eq!(
-        d.health.ejections.load(Ordering::SeqCst),
-        2,
-        "the failed probe ejected it again"
-    );
+    assert_eq!(d.health.ejections.load(Ordering::SeqCst), 2);
 }
 
 /// A backend that reads a request and closes without answering; counts requests.
@@ -338,7 +364,10 @@ async fn all_down_is_503_with_retry_after_unless_fail_open() {
             expect: (200, 299),
         });
         let p = start_proxy(vec![h], |_| {});
-        wait_until(|| !p.backend(b.addr).health.active_up()).await;
+        wait_until("the check takes it down", || {
+            !p.backend(b.addr).health.active_up()
+        })
+        .await;
         let r = get(p.addr, "app.test", "/", "").await;
         if fail_open {
             assert_eq!(r.status, 200, "fail-open still tries the backend");
@@ -380,7 +409,9 @@ async fn passive_ejection_never_empties_an_entry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_flight_counters_survive_a_reload() {
     let (slow, other) = (backend("slow").await, backend("other").await);
-    slow.delay_ms.store(500, Ordering::SeqCst);
+    // The slow backend holds its answers until the test is done with the reload, so
+    // the three requests stay in flight however long that takes.
+    slow.hold.send_replace(true);
     let h = weighted("app.test", &[(slow.addr, 1)], Balance::LeastConn);
     let p = start_proxy(vec![h], |_| {});
     let mut tasks = Vec::new();
@@ -390,7 +421,10 @@ async fn in_flight_counters_survive_a_reload() {
             get(addr, "app.test", "/", "").await.status
         }));
     }
-    wait_until(|| p.backend(slow.addr).stats.in_flight.load(Ordering::SeqCst) == 3).await;
+    wait_until("3 requests in flight, held by the slow backend", || {
+        p.backend(slow.addr).stats.in_flight.load(Ordering::SeqCst) == 3 && slow.heads() == 3
+    })
+    .await;
     // Reload: a new balancer with another backend beside the slow one.
     let h = weighted(
         "app.test",
@@ -410,8 +444,18 @@ async fn in_flight_counters_survive_a_reload() {
     for _ in 0..3 {
         assert_eq!(get(p.addr, "app.test", "/", "").await.body, "other");
     }
+    assert_eq!(
+        slow.requests(),
+        0,
+        "the held requests were not answered yet"
+    );
+    slow.hold.send_replace(false);
     for t in tasks {
         assert_eq!(t.await.unwrap(), 200);
     }
-    wait_until(|| p.backend(slow.addr).stats.in_flight.load(Ordering::SeqCst) == 0).await;
+    assert_eq!(slow.requests(), 3);
+    wait_until("the released requests leave the in-flight count", || {
+        p.backend(slow.addr).stats.in_flight.load(Ordering::SeqCst) == 0
+    })
+    .await;
 }

@@ -244,14 +244,13 @@ async fn sigterm_finishes_in_flight_requests_then_exits_0() {
         b.addr
     ))
     .await;
+    // The backend holds its answer until the test lets it go, so the request is
+    // still in flight through the SIGTERM and the closing of the listener.
+    b.hold.send_replace(true);
     let mut c = connect(r.addr).await;
-    send(&mut c, b"GET /slow HTTP/1.1\r\nHost: app.test\r\n\r\n").await;
+    send(&mut c, b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n").await;
     // Wait until the backend has the request, then ask relevo to stop.
-    let deadline = Instant::now() + WAIT;
-    while b.requests() == 0 {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until("the backend gets the request", || b.heads() == 1).await;
     r.signal("-TERM");
     r.wait_log("SIGTERM").await;
     // New connections are refused once the listener is closed...
@@ -260,7 +259,12 @@ async fn sigterm_finishes_in_flight_requests_then_exits_0() {
         assert!(Instant::now() < deadline, "still accepting after SIGTERM");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // ...while the request in flight completes.
+    // ...while the request in flight is still waited for, and then completes.
+    assert!(
+        r.child.try_wait().unwrap().is_none(),
+        "relevo exited with a request in flight"
+    );
+    b.hold.send_replace(false);
     let reply = read_reply(&mut c).await;
     assert_eq!(reply.status, 200);
     let status = tokio::time::timeout(WAIT, r.child.wait())
@@ -374,6 +378,8 @@ async fn counting_backend() -> SocketAddr {
                     "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
                     body.len()
                 );
+                // A client that is gone has nothing left to read; the test checks the
+                // count it reads.
                 let _ = r.get_mut().write_all(resp.as_bytes()).await;
             });
         }

@@ -3,6 +3,9 @@
 
 mod common;
 
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -278,42 +281,49 @@ async fn upstream_connections_are_reused_across_clients() {
 }
 
 /// A backend that answers one request per connection, then closes without saying so.
-async fn closing_backend() -> (
-    std::net::SocketAddr,
-    std::sync::Arc<std::sync::atomic::AtomicUsize>,
-) {
+/// Counts the connections it accepted and those it has closed.
+async fn closing_backend() -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
-    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let c = count.clone();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let closed = Arc::new(AtomicUsize::new(0));
+    let (a, c) = (accepted.clone(), closed.clone());
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
-            c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            a.fetch_add(1, Ordering::SeqCst);
+            let c = c.clone();
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
+                // A failed read or write shows up as a wrong status at the client.
                 let _ = s.read(&mut buf).await;
                 let _ = s
                     .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                     .await;
                 // Close after a moment, as a backend with a short keep-alive timeout does.
                 tokio::time::sleep(Duration::from_millis(50)).await;
+                drop(s);
+                c.fetch_add(1, Ordering::SeqCst);
             });
         }
     });
-    (addr, count)
+    (addr, accepted, closed)
 }
 
 // A pooled connection the backend closed is noticed and never used for a request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pooled_connection_closed_by_backend_is_not_used() {
-    let (addr, conns) = closing_backend().await;
+    let (addr, conns, closed) = closing_backend().await;
     let p = start_proxy(vec![host("app.test", &[addr])], |_| {});
     for i in 0..5 {
         let text = raw(p.addr, b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi").await;
         assert_eq!(status_of(&text), 200, "request {i}: {text}");
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        // The next request comes once the backend has closed the pooled connection.
+        wait_until("the backend closes its connection", || {
+            closed.load(Ordering::SeqCst) == i + 1
+        })
+        .await;
     }
-    assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 5);
+    assert_eq!(conns.load(Ordering::SeqCst), 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -438,6 +448,7 @@ async fn close_delimited_backend_response() {
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
             let mut buf = [0u8; 4096];
+            // A failed read or write shows up as a wrong body at the client.
             let _ = s.read(&mut buf).await;
             let _ = s
                 .write_all(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end")

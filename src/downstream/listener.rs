@@ -11,6 +11,8 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{info, warn};
 
+use super::client_stream;
+
 /// Pending connections the kernel queues before `accept`.
 const BACKLOG: u32 = 4096;
 
@@ -100,6 +102,9 @@ impl Listener {
     }
 }
 
+/// Answers a client over the cap, then closes gracefully: closing with its request
+/// still unread would make the kernel send a reset that can destroy the 503.
 async fn refuse(mut stream: TcpStream) {
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(BUSY)).await;
+    client_stream::linger(stream).await;
 }

@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode, Version};
@@ -18,7 +18,7 @@ use relevo::config::{Config, HostEntryConfig};
 use relevo::Server;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 /// Upper bound for anything a test waits on.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -45,6 +45,7 @@ impl Proxy {
 impl Drop for Proxy {
     fn drop(&mut self) {
         if let Some(s) = self.stop.take() {
+            // Err only means the server task already ended: nothing left to stop.
             let _ = s.send(());
         }
     }
@@ -60,6 +61,7 @@ pub fn start_proxy(hosts: Vec<HostEntryConfig>, tweak: impl FnOnce(&mut Config))
     let state = server.state();
     let (tx, rx) = oneshot::channel();
     tokio::spawn(server.run(async {
+        // A dropped sender (Err) is as much a stop request as a sent ().
         let _ = rx.await;
     }));
     Proxy {
@@ -76,7 +78,10 @@ pub struct Seen {
     pub uri: String,
     pub version: Version,
     pub headers: HeaderMap,
+    /// The body bytes that arrived (all of them when `complete`).
     pub body: Vec<u8>,
+    /// Whether the body arrived whole; false when the exchange broke off mid-body.
+    pub complete: bool,
 }
 
 /// A real HTTP/1.1 backend (hyper) that records what it receives.
@@ -89,11 +94,18 @@ pub struct Backend {
     pub addr: SocketAddr,
     pub name: String,
     pub connections: Arc<AtomicUsize>,
+    /// Request heads received, counted as soon as a head arrives (before any delay,
+    /// hold or body): `seen` only gets a request once its body has ended.
+    pub heads: Arc<AtomicUsize>,
     pub seen: Arc<Mutex<Vec<Seen>>>,
     /// Status `/healthz` answers (200 until changed).
     pub health: Arc<AtomicU16>,
     /// Delay before every answer, in milliseconds.
     pub delay_ms: Arc<AtomicU64>,
+    /// While true, requests (other than `/healthz`) wait before being answered, until
+    /// the test sets it back to false: in-flight state that lasts exactly as long as
+    /// the test needs it, whatever the machine's speed.
+    pub hold: Arc<watch::Sender<bool>>,
 }
 
 impl Backend {
@@ -111,6 +123,9 @@ impl Backend {
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
     }
+    pub fn heads(&self) -> usize {
+        self.heads.load(Ordering::SeqCst)
+    }
 }
 
 pub async fn backend(name: &str) -> Backend {
@@ -119,9 +134,11 @@ pub async fn backend(name: &str) -> Backend {
         addr: listener.local_addr().unwrap(),
         name: name.to_string(),
         connections: Arc::new(AtomicUsize::new(0)),
+        heads: Arc::new(AtomicUsize::new(0)),
         seen: Arc::new(Mutex::new(Vec::new())),
         health: Arc::new(AtomicU16::new(200)),
         delay_ms: Arc::new(AtomicU64::new(0)),
+        hold: Arc::new(watch::channel(false).0),
     };
     let shared = b.clone();
     tokio::spawn(async move {
@@ -142,21 +159,38 @@ fn full(s: impl Into<Bytes>) -> TestBody {
 }
 
 async fn answer(b: Backend, req: Request<Incoming>) -> Result<Response<TestBody>, Infallible> {
-    let (parts, body) = req.into_parts();
+    let (parts, mut body) = req.into_parts();
     if parts.uri.path() == "/healthz" {
         let mut resp = Response::new(full("health"));
         *resp.status_mut() = StatusCode::from_u16(b.health.load(Ordering::SeqCst)).unwrap();
         return Ok(resp);
     }
+    b.heads.fetch_add(1, Ordering::SeqCst);
     let delay = b.delay_ms.load(Ordering::SeqCst);
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
-    let body = body
-        .collect()
-        .await
-        .map(|c| c.to_bytes().to_vec())
-        .unwrap_or_default();
+    let mut held = b.hold.subscribe();
+    // Err: the sender is gone with the Backend, so nothing can hold any more.
+    let _ = held.wait_for(|held| !held).await;
+    // Read frame by frame so that a body that broke off keeps what did arrive, and is
+    // recorded as incomplete rather than as an empty body.
+    let mut bytes = Vec::new();
+    let mut complete = true;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => {
+                if let Some(data) = frame.data_ref() {
+                    bytes.extend_from_slice(data);
+                }
+            }
+            Err(_) => {
+                complete = false;
+                break;
+            }
+        }
+    }
+    let body = bytes;
     let body_len = body.len();
     b.seen.lock().unwrap().push(Seen {
         method: parts.method.to_string(),
@@ -164,6 +198,7 @@ async fn answer(b: Backend, req: Request<Incoming>) -> Result<Response<TestBody>
         version: parts.version,
         headers: parts.headers.clone(),
         body,
+        complete,
     });
     let path = parts.uri.path();
     let mut resp = Response::new(full(b.name.clone()));
@@ -223,15 +258,39 @@ pub async fn dead_addr() -> SocketAddr {
     addr
 }
 
-/// Writes `bytes`, then reads until the proxy closes the connection.
+/// Writes `bytes`, then reads until the proxy closes the connection, which it must do
+/// cleanly: a read error (a reset) fails the test, whatever arrived before it.
 pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(bytes).await.unwrap();
     let mut out = Vec::new();
-    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut out))
+    let read = tokio::time::timeout(WAIT, s.read_to_end(&mut out))
         .await
         .expect("proxy did not close the connection");
-    String::from_utf8_lossy(&out).into_owned()
+    let text = String::from_utf8_lossy(&out).into_owned();
+    if let Err(e) = read {
+        panic!(
+            "reading the proxy's answer to {:?} failed ({e}) after {text:?}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+    text
+}
+
+/// Polls `cond` every few milliseconds until it holds; fails the test if it still does
+/// not hold at `deadline`. For conditions that the code under test makes true
+/// asynchronously (a close noticed, an ejection expired, a request received), instead
+/// of a sleep that guesses how long that takes.
+pub async fn wait_until_by(deadline: Instant, what: &str, mut cond: impl FnMut() -> bool) {
+    while !cond() {
+        assert!(Instant::now() < deadline, "not reached in time: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// `wait_until_by` with the usual bound, `WAIT` from now.
+pub async fn wait_until(what: &str, cond: impl FnMut() -> bool) {
+    wait_until_by(Instant::now() + WAIT, what, cond).await
 }
 
 /// One response read off a stream: status, lower-cased head, body.
