@@ -229,7 +229,7 @@ async fn ejection_expires_into_a_probe() {
     assert_eq!(d.health.ejections.load(Ordering::SeqCst), 1);
     assert_eq!(
         d.health.availability(now_ms()),
-        Availability::Down,
+        Availability::Ejected,
         "ejected right after the failure"
     );
     // The clock, not a sleep, says when the ejection is over.
@@ -256,7 +256,7 @@ async fn ejection_expires_into_a_probe() {
     for _ in sent..4 {
         assert_eq!(
             d.health.availability(now_ms()),
-            Availability::Down,
+            Availability::Ejected,
             "still ejected after the failed probe"
         );
         assert_eq!(get(p.addr, "app.test", "/", "").await.status, 200);

@@ -146,9 +146,19 @@ impl<B: Candidate> Balancer<B> {
             Algorithm::RoundRobin(current) => self.smooth_round_robin(current, candidates),
             Algorithm::Random => self.weighted_random(candidates, None),
             Algorithm::LeastConn(current) => {
-                // in_flight(i)/weight(i) compared without division.
-                let load_lt =
-                    |a: usize, b: usize| in_flight(a) * weight(b) < in_flight(b) * weight(a);
+                // One reading per member: counts move under our feet, and comparing a
+                // member with itself across two readings could leave no tie at all.
+                let load: Vec<i64> = (0..self.members.len())
+                    .map(|i| {
+                        if candidates.contains(&i) {
+                            in_flight(i)
+                        } else {
+                            0
+                        }
+                    })
+                    .collect();
+                // load(i)/weight(i) compared without division.
+                let load_lt = |a: usize, b: usize| load[a] * weight(b) < load[b] * weight(a);
                 let best = candidates.iter().copied().fold(candidates[0], |b, i| {
                     if load_lt(i, b) {
                         i
