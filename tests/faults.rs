@@ -235,7 +235,8 @@ async fn killed_and_restarted_backend_costs_no_request() {
         back_after < Duration::from_secs(2),
         "the restarted backend waited {back_after:?} for traffic"
     );
-    assert!(sent > 300 && others > 0, "{sent} requests");
+    // Enough traffic that the kill and the restart met requests in flight.
+    assert!(sent > 100 && others > 0, "{sent} requests");
 }
 
 // The default balancer steers away from a slow backend: with one of three taking

@@ -27,7 +27,8 @@ impl PeakEwma {
         let next = if sample > current || last == 0 {
             sample
         } else {
-            let decay = (-((now - last) as f64) / EWMA_TAU_MS).exp();
+            // Another sample may have stamped a later `now` in between.
+            let decay = (-(now.saturating_sub(last) as f64) / EWMA_TAU_MS).exp();
             current * decay + sample * (1.0 - decay)
         };
         self.nanos.store(next.to_bits(), Ordering::Relaxed);
