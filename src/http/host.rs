@@ -64,27 +64,35 @@ pub fn target<B>(req: &Request<B>) -> Result<Target, ProxyError> {
 /// trailing dot) and the port, rejecting what is not a valid `host[:port]`.
 pub fn split_authority(a: &Authority) -> Result<(String, Option<u16>), ProxyError> {
     let s = a.as_str();
+    // `Authority::host` parses the text again at every call: once is enough.
+    let name = a.host();
     // userinfo is not allowed in http URIs we route on (RFC 9110 §4.2.4), and
     // `host:` with an empty port is not a valid Host value either.
-    if s.contains('@') || a.host().is_empty() || s.ends_with(':') {
+    if s.contains('@') || name.is_empty() || s.ends_with(':') {
         return Err(ProxyError::BadHost(format!("`{s}` is not host[:port]")));
     }
-    // RFC 3986 §3.2.3: a port is digits, and a TCP port fits in 16 bits.
-    // (The `http` crate reports a malformed port as no port, so the text is read.)
-    if let Some(digits) = s.get(a.host().len()..).and_then(|p| p.strip_prefix(':')) {
-        if !digits.bytes().all(|b| b.is_ascii_digit()) || digits.parse::<u16>().is_err() {
-            return Err(ProxyError::BadHost(format!(
-                "`{s}`: the port must be a number from 0 to 65535"
-            )));
-        }
-    }
-    let host = match a.host().strip_prefix('[') {
+    // RFC 3986 §3.2.3: a port is digits, and a TCP port fits in 16 bits. (The `http`
+    // crate reports a malformed port as no port, and takes `+80`, so the text is read.)
+    let port = match s.get(name.len()..).and_then(|p| p.strip_prefix(':')) {
+        None => None,
+        Some(digits) => Some(
+            digits
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| digits.parse::<u16>().ok())
+                .flatten()
+                .ok_or_else(|| {
+                    ProxyError::BadHost(format!("`{s}`: the port must be a number from 0 to 65535"))
+                })?,
+        ),
+    };
+    let host = match name.strip_prefix('[') {
         // IP-literal (RFC 3986 §3.2.2): only IPv6 is routable.
         Some(v6) => v6
             .strip_suffix(']')
             .filter(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok())
             .ok_or_else(|| ProxyError::BadHost(format!("`{s}` is not a valid IPv6 literal")))?,
-        None if is_reg_name(a.host()) => a.host(),
+        None if is_reg_name(name) => name,
         None => {
             return Err(ProxyError::BadHost(format!(
                 "`{s}` has characters a host name cannot have"
@@ -96,7 +104,7 @@ pub fn split_authority(a: &Authority) -> Result<(String, Option<u16>), ProxyErro
     if host.is_empty() || host.ends_with('.') {
         return Err(ProxyError::BadHost(format!("`{s}` is not host[:port]")));
     }
-    Ok((host, a.port_u16()))
+    Ok((host, port))
 }
 
 /// RFC 3986 §3.2.2 reg-name: unreserved, sub-delims and %XX escapes only (the `http`
