@@ -12,11 +12,13 @@
 //! 5. [`upstream`]: backends, their pools, health and latency; connections to them.
 //! 6. [`proxy`]: the phases of one request, attempts and retries, the response body,
 //!    tunnels, and the session finished (access log) when the response ends.
-//! 7. [`server`]: the listener wired to the proxy, reloads.
-//! 8. [`cli`]: the dry run, the demo, running until a signal.
+//! 7. [`admin`]: metrics, the status page and its JSON, liveness and readiness.
+//! 8. [`server`]: the listener wired to the proxy (and the admin listener), reloads.
+//! 9. [`cli`]: the dry run, the demo, running until a signal.
 
 pub mod clock;
 pub mod http;
+pub mod stats;
 
 pub mod config;
 
@@ -27,6 +29,8 @@ pub mod routing;
 pub mod upstream;
 
 pub mod proxy;
+
+pub mod admin;
 
 pub mod server;
 

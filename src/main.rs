@@ -59,6 +59,9 @@ enum Command {
         /// Address to listen on.
         #[arg(short, long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// Address of the admin listener (status page, metrics).
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        admin: SocketAddr,
         /// Worker threads (default: one per CPU).
         #[arg(short, long)]
         threads: Option<usize>,
@@ -120,7 +123,11 @@ fn main() -> ExitCode {
             let threads = threads.or(config.threads);
             run_blocking(threads, async move { serve(config, Some(path)).await })
         }
-        Command::Demo { listen, threads } => {
+        Command::Demo {
+            listen,
+            admin,
+            threads,
+        } => {
             init_logging("info");
             run_blocking(threads, async move {
                 let backends = match demo::spawn_backends(3).await {
@@ -134,10 +141,15 @@ fn main() -> ExitCode {
                     info!("demo backend {} at {b}", i + 1);
                 }
                 eprintln!(
-                    "\ntry:\n  curl -x http://{listen} http://{host}/\n  curl -H 'Host: {host}' http://{listen}/\n  curl -H 'Host: unknown.test' http://{listen}/   # 403\n",
+                    "\ntry:\n  curl -x http://{listen} http://{host}/\n  curl -H 'Host: {host}' http://{listen}/\n  curl -H 'Host: unknown.test' http://{listen}/   # 403\n\nstatus page: http://{admin}/status   metrics: http://{admin}/metrics\n",
                     host = demo::DEMO_HOST
                 );
-                serve(demo::config(listen, backends), None).await
+                let mut config = demo::config(listen, backends);
+                config.admin = Some(relevo::config::Admin {
+                    listen: admin,
+                    token: None,
+                });
+                serve(config, None).await
             })
         }
     }

@@ -9,12 +9,13 @@ use std::path::{Path, PathBuf};
 /// Top-level modules of the library, in order: a module may import from its own stage
 /// and the ones before it, never from a later one.
 const STAGES: &[&[&str]] = &[
-    &["clock", "http"],
+    &["clock", "stats", "http"],
     &["config"],
     &["downstream"],
     &["routing"],
     &["upstream"],
     &["proxy"],
+    &["admin"],
     &["server"],
     &["cli"],
 ];

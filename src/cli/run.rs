@@ -77,7 +77,14 @@ pub async fn serve(config: Config, path: Option<PathBuf>) -> ExitCode {
             h.balance.name()
         );
     }
-    tokio::spawn(signals::reload_on_sighup(server.state(), path));
+    if let Some(admin) = server.admin_addr() {
+        info!("admin listener on {admin}: status page http://{admin}/status, metrics http://{admin}/metrics");
+    }
+    tokio::spawn(signals::reload_on_sighup(
+        server.state(),
+        server.stats(),
+        path,
+    ));
     server.run(signals::stop()).await;
     ExitCode::SUCCESS
 }

@@ -9,6 +9,7 @@ use tracing::{error, info};
 use crate::config::Config;
 use crate::proxy::State;
 use crate::server;
+use crate::stats::ServerStats;
 
 /// Resolves on the first SIGTERM or SIGINT.
 #[cfg(unix)]
@@ -29,7 +30,11 @@ pub async fn stop() {
 
 /// Reloads `path` into `state` on every SIGHUP; a bad file keeps the running table.
 #[cfg(unix)]
-pub async fn reload_on_sighup(state: Arc<ArcSwap<State>>, path: Option<PathBuf>) {
+pub async fn reload_on_sighup(
+    state: Arc<ArcSwap<State>>,
+    stats: Arc<ServerStats>,
+    path: Option<PathBuf>,
+) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         return;
@@ -39,17 +44,17 @@ pub async fn reload_on_sighup(state: Arc<ArcSwap<State>>, path: Option<PathBuf>)
             info!("SIGHUP: the demo has no configuration file to reload");
             continue;
         };
-        reload(&state, path);
+        reload(&state, &stats, path);
     }
 }
 
-fn reload(state: &ArcSwap<State>, path: &Path) {
-    match Config::load(path) {
-        Ok(config) => {
-            let hosts = config.hosts.len();
-            server::reload(state, config);
-            info!("SIGHUP: reloaded {} ({hosts} hosts)", path.display());
-        }
+fn reload(state: &ArcSwap<State>, stats: &ServerStats, path: &Path) {
+    match server::reload_counted(state, stats, Config::load(path)) {
+        Ok(()) => info!(
+            "SIGHUP: reloaded {} (generation {})",
+            path.display(),
+            state.load().generation
+        ),
         Err(e) => error!("SIGHUP: keeping the running configuration: {e}"),
     }
 }

@@ -28,6 +28,7 @@ pub(super) struct RawConfig {
     pub(super) retries: RawRetries,
     #[serde(default)]
     pub(super) connect: RawConnect,
+    pub(super) admin: Option<Spanned<RawAdmin>>,
     // Neither keys nor values are `Spanned`: toml cannot span `[hosts."name"]` tables.
     // Errors about an entry point at where its key is written (see `key_span`).
     #[serde(default)]
@@ -71,6 +72,14 @@ pub(super) struct RawPassive {
     pub(super) max_eject: Option<Spanned<DurationValue>>,
     pub(super) statuses: Option<Vec<Spanned<u16>>>,
     pub(super) probe_interval: Option<Spanned<DurationValue>>,
+}
+
+/// `[admin]`: fields as `config::Admin`'s.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    pub(super) listen: Option<Spanned<String>>,
+    pub(super) token: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]

@@ -30,6 +30,22 @@ pub struct Config {
     pub connect_allow: Vec<ConnectRule>,
     /// The host table, in file order.
     pub hosts: Vec<HostEntryConfig>,
+    /// The admin listener (metrics, status page), off unless configured.
+    pub admin: Option<Admin>,
+}
+
+/// The admin listener: its own address, never the proxy's.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    /// Where it listens (loopback unless a token guards it).
+    pub listen: SocketAddr,
+    /// Required as `Authorization: Bearer TOKEN` when set (and always off loopback).
+    pub token: Option<String>,
+}
+
+impl Admin {
+    /// Where the admin listener goes when `[admin]` names no address.
+    pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:9901";
 }
 
 /// Timeouts on both hops; every one has a default a production proxy would pick.
@@ -353,6 +369,7 @@ impl Config {
             retries: Retries::default(),
             connect_allow: Vec::new(),
             hosts,
+            admin: None,
         }
     }
 }

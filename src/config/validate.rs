@@ -10,12 +10,12 @@ use toml::Spanned;
 
 use super::error::Invalid;
 use super::raw::{
-    DurationValue, RawBackend, RawConfig, RawConnect, RawHealth, RawHost, RawLimits, RawPassive,
-    RawRetries, RawTimeouts,
+    DurationValue, RawAdmin, RawBackend, RawConfig, RawConnect, RawHealth, RawHost, RawLimits,
+    RawPassive, RawRetries, RawTimeouts,
 };
 use super::types::{
-    BackendConfig, Balance, Config, ConnectRule, HashKey, HealthCheck, HostEntryConfig, Limits,
-    Passive, Retries, Timeouts,
+    Admin, BackendConfig, Balance, Config, ConnectRule, HashKey, HealthCheck, HostEntryConfig,
+    Limits, Passive, Retries, Timeouts,
 };
 use super::values::{parse_backend, parse_connect_rule, parse_host_key, parse_status_range};
 
@@ -50,7 +50,41 @@ pub(super) fn config(raw: RawConfig, text: &str) -> Result<Config, Invalid> {
         retries: retries(&raw.retries)?,
         connect_allow: connect(&raw.connect)?,
         hosts: hosts(raw.hosts, text)?,
+        admin: raw.admin.as_ref().map(admin).transpose()?,
     })
+}
+
+/// `[admin]`: an address of its own; off loopback only with a token.
+fn admin(a: &Spanned<RawAdmin>) -> Result<Admin, Invalid> {
+    let raw = a.get_ref();
+    let listen: SocketAddr = match &raw.listen {
+        None => Admin::DEFAULT_LISTEN
+            .parse()
+            .map_err(|_| (a.span(), "bad default".to_string()))?,
+        Some(l) => l.get_ref().parse().map_err(|_| {
+            (
+                l.span(),
+                format!(
+                    "bad admin.listen `{}`: expected IP:PORT, e.g. \"127.0.0.1:9901\"",
+                    l.get_ref()
+                ),
+            )
+        })?,
+    };
+    let token = match &raw.token {
+        Some(t) if t.get_ref().trim().is_empty() => {
+            return Err((t.span(), "admin.token must not be empty".into()))
+        }
+        t => t.as_ref().map(|t| t.get_ref().clone()),
+    };
+    if token.is_none() && !listen.ip().is_loopback() {
+        let span = raw.listen.as_ref().map_or(a.span(), |l| l.span());
+        return Err((
+            span,
+            format!("admin.listen `{listen}` is not a loopback address: set admin.token too (clients then send `Authorization: Bearer TOKEN`)"),
+        ));
+    }
+    Ok(Admin { listen, token })
 }
 
 /// `[timeouts]`: every one a positive duration, except `shutdown` (0 = do not wait).

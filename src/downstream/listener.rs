@@ -3,6 +3,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{info, warn};
 
 use super::client_stream;
+use crate::stats::ServerStats;
 
 /// Pending connections the kernel queues before `accept`.
 const BACKLOG: u32 = 4096;
@@ -28,6 +30,8 @@ pub struct Listener {
     slots: Arc<Semaphore>,
     /// The number of permits, to wait for all of them on a stop.
     max: usize,
+    /// Clients accepted, refused and open, for metrics.
+    stats: Arc<ServerStats>,
 }
 
 /// An accepted client connection, holding its slot until it is dropped.
@@ -38,12 +42,31 @@ pub struct Accepted {
     /// The client's address (logs, `X-Forwarded-For`, client-ip hashing).
     pub peer: SocketAddr,
     /// Returned to the listener when the connection ends.
-    pub slot: OwnedSemaphorePermit,
+    pub slot: Slot,
+}
+
+/// A client connection's place under the cap, and in the count of open connections.
+#[derive(Debug)]
+pub struct Slot {
+    /// The listener's permit.
+    _permit: OwnedSemaphorePermit,
+    /// Where the connection is counted as open.
+    stats: Arc<ServerStats>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.stats.clients_active.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Listener {
     /// Binds `addr` with room for `max_connections` open connections.
-    pub fn bind(addr: SocketAddr, max_connections: usize) -> io::Result<Listener> {
+    pub fn bind(
+        addr: SocketAddr,
+        max_connections: usize,
+        stats: Arc<ServerStats>,
+    ) -> io::Result<Listener> {
         let socket = if addr.is_ipv4() {
             TcpSocket::new_v4()?
         } else {
@@ -56,6 +79,7 @@ impl Listener {
             socket: socket.listen(BACKLOG)?,
             slots: Arc::new(Semaphore::new(max_connections)),
             max: max_connections,
+            stats,
         })
     }
 
@@ -77,9 +101,16 @@ impl Listener {
                     continue;
                 }
             };
-            let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+            let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+                self.stats.clients_refused.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(refuse(stream));
                 continue;
+            };
+            self.stats.clients_total.fetch_add(1, Ordering::Relaxed);
+            self.stats.clients_active.fetch_add(1, Ordering::Relaxed);
+            let slot = Slot {
+                _permit: permit,
+                stats: self.stats.clone(),
             };
             // Small response heads must not wait for Nagle's delayed-ACK dance.
             let _ = stream.set_nodelay(true);

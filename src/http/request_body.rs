@@ -4,6 +4,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -38,17 +40,25 @@ pub struct ClientBody {
     idle: Duration,
     /// Armed while waiting for the next piece; created on the first wait only.
     timer: Option<Pin<Box<Sleep>>>,
+    /// Where the bytes read are counted (the host entry's `bytes_in`).
+    counted: Arc<AtomicU64>,
 }
 
 impl ClientBody {
     /// Wraps the client's body with a size cap (`None`: none) and an idle timeout.
-    pub fn new(body: Incoming, limit: Option<u64>, idle: Duration) -> ClientBody {
+    pub fn new(
+        body: Incoming,
+        limit: Option<u64>,
+        idle: Duration,
+        counted: Arc<AtomicU64>,
+    ) -> ClientBody {
         let cap = limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
         ClientBody {
             inner: Limited::new(body, cap),
             limit: limit.unwrap_or(u64::MAX),
             idle,
             timer: None,
+            counted,
         }
     }
 
@@ -96,6 +106,10 @@ impl Body for ClientBody {
                     timer
                         .as_mut()
                         .reset(tokio::time::Instant::now() + this.idle);
+                }
+                if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(|f| f.data_ref())) {
+                    let n = data.map_or(0, |d| d.len() as u64);
+                    this.counted.fetch_add(n, Ordering::Relaxed);
                 }
                 Poll::Ready(frame.map(|f| f.map_err(|e| this.classify(e).into())))
             }

@@ -1,11 +1,25 @@
 //! The end of every request, whatever happened to it: the one place a session is
-//! settled. The access log is written here, and this is where metrics attach.
+//! settled. Its counters are recorded here (a few atomic adds on handles the
+//! configuration resolved in advance), and the access log is written.
 
 use super::access_log;
 use super::session::Session;
 
 /// The request is over: `complete` says whether its response body was sent to the end.
 pub fn finish(session: Box<Session>, complete: bool) {
+    let took = session.started.elapsed();
+    let status = session.status.as_u16();
+    match &session.entry {
+        Some(entry) => {
+            entry
+                .traffic
+                .record(session.member, status, took, session.bytes_out);
+            if let Some(m) = session.member.and_then(|m| entry.balancer.members().get(m)) {
+                m.backend.durations.observe(took);
+            }
+        }
+        None => session.state.unrouted.add(status),
+    }
     if session.log {
         access_log::write(&session, complete);
     }

@@ -25,7 +25,7 @@ pub async fn handle(
     req: Request<Incoming>,
     last: bool,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let mut session = Box::new(Session::new(client, &req, state.config.access_log));
+    let mut session = Box::new(Session::new(client, &req, state.clone()));
     // A body we did not read would be parsed as the next request if the connection
     // stayed open, so an early answer closes it.
     let unread_body = !req.body().is_end_stream();
@@ -89,7 +89,14 @@ async fn proxy(
     let replayable = entry.tries > 1
         && (req.body().is_end_stream()
             || declared.is_some_and(|len| len <= state.config.retries.replay_body_bytes));
-    let resend = Resend::new(req, replayable, limit, state.timeouts().client_body).await?;
+    let resend = Resend::new(
+        req,
+        replayable,
+        limit,
+        state.timeouts().client_body,
+        entry.traffic.bytes_in.clone(),
+    )
+    .await?;
     let plan = Plan {
         entry: &entry,
         affinity,

@@ -3,7 +3,7 @@
 //! kept where a retry can find it again.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,8 +55,11 @@ pub async fn run(
         let fresh = again.is_some();
         let backend = match again.take() {
             Some(backend) => backend,
-            None => match entry.balancer.pick(plan.affinity, &tried) {
-                Ok(m) => m.backend.clone(),
+            None => match entry.balancer.pick_index(plan.affinity, &tried) {
+                Ok(i) => {
+                    session.member = Some(i);
+                    entry.balancer.members()[i].backend.clone()
+                }
                 Err(NoPick::AllDown(e)) => return Err(last.unwrap_or(e)),
                 Err(NoPick::AllTried) => break,
             },
@@ -117,6 +120,9 @@ pub async fn run(
         }
         warn!(backend = %backend.addr, attempt, "retrying on another backend after: {error}");
         backend.stats.retried.fetch_add(1, Ordering::Relaxed);
+        if let Some(r) = session.member.and_then(|m| entry.traffic.retried.get(m)) {
+            r.fetch_add(1, Ordering::Relaxed);
+        }
         tried.push(backend.addr);
         last = Some(error);
     }
@@ -148,19 +154,20 @@ impl Resend {
         replayable: bool,
         limit: Option<u64>,
         idle: Duration,
+        counted: Arc<AtomicU64>,
     ) -> Result<Resend, ProxyError> {
         let (parts, body) = req.into_parts();
         if !replayable {
             let req = Request::from_parts(
                 parts,
-                UpstreamBody::Streaming(ClientBody::new(body, limit, idle)),
+                UpstreamBody::Streaming(ClientBody::new(body, limit, idle, counted)),
             );
             return Ok(Resend::Streaming(Some(req)));
         }
         let body = if body.is_end_stream() {
             Bytes::new()
         } else {
-            ClientBody::new(body, limit, idle)
+            ClientBody::new(body, limit, idle, counted)
                 .read_all()
                 .await
                 .map_err(|e| ProxyError::from(&e))?

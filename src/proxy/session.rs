@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use http::{Method, Request, StatusCode};
 
-use super::state::Entry;
+use super::state::{Entry, State};
 
 /// What is known about one request; finished when the response body is done.
 #[derive(Debug)]
@@ -24,6 +24,10 @@ pub struct Session {
     pub requested_host: Option<String>,
     /// The backend of the latest attempt.
     pub backend: Option<SocketAddr>,
+    /// Its index among the entry's members, for the entry's per-backend counters.
+    pub member: Option<usize>,
+    /// The generation the request was served by (unrouted requests are counted there).
+    pub state: Arc<State>,
     /// Attempts made (0 when relevo answered without a backend).
     pub attempts: u32,
     /// Status sent to the client.
@@ -40,7 +44,8 @@ pub struct Session {
 
 impl Session {
     /// The context of `req`, received now from `client`.
-    pub fn new<B>(client: SocketAddr, req: &Request<B>, log: bool) -> Session {
+    pub fn new<B>(client: SocketAddr, req: &Request<B>, state: Arc<State>) -> Session {
+        let log = state.config.access_log;
         Session {
             client,
             method: req.method().clone(),
@@ -52,6 +57,8 @@ impl Session {
             entry: None,
             requested_host: None,
             backend: None,
+            member: None,
+            state,
             attempts: 0,
             status: StatusCode::OK,
             bytes_out: 0,

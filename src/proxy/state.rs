@@ -3,11 +3,13 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use tokio::sync::watch;
 
 use crate::config::{Config, Timeouts};
-use crate::routing::{Balancer, HostEntry, HostTable, Member};
+use crate::routing::{Balancer, HostEntry, HostTable, Member, Traffic};
+use crate::stats::StatusCounts;
 use crate::upstream::{active_check, Backend};
 
 /// A host entry whose members are live backends.
@@ -22,6 +24,12 @@ pub struct State {
     pub hosts: HostTable<Backend>,
     /// Every backend by address, shared between entries.
     pub backends: HashMap<SocketAddr, Arc<Backend>>,
+    /// Responses relevo gave to requests it could not route (400, 403…: `host="-"`).
+    pub unrouted: StatusCounts,
+    /// Configurations loaded so far, this one included (1 at start).
+    pub generation: u64,
+    /// When this configuration was loaded.
+    pub loaded_at: SystemTime,
     /// Dropped with the state, which stops this generation's health checkers.
     checks_alive: watch::Sender<()>,
 }
@@ -59,8 +67,10 @@ impl State {
                     weight: b.weight,
                 })
                 .collect();
+            let count = host.backends.len();
             entries.push(Arc::new(HostEntry {
                 key: host.key(),
+                traffic: Traffic::new(count),
                 balancer: Balancer::new(host.balance, &host.hash_key, members, host.fail_open),
                 max_body_bytes: host.max_body_bytes.or(config.limits.max_body_bytes),
                 tries: host.tries.unwrap_or(config.retries.tries),
@@ -71,6 +81,9 @@ impl State {
             config: Arc::new(config),
             hosts: HostTable::new(entries),
             backends,
+            unrouted: StatusCounts::default(),
+            generation: previous.map_or(1, |p| p.generation + 1),
+            loaded_at: SystemTime::now(),
             checks_alive: watch::channel(()).0,
         }
     }

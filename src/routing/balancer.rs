@@ -79,6 +79,17 @@ impl<B: Candidate> Balancer<B> {
         }
     }
 
+    /// The algorithm's configuration name.
+    pub fn name(&self) -> &'static str {
+        match &self.algorithm {
+            Algorithm::RoundRobin(_) => "round-robin",
+            Algorithm::Random => "random",
+            Algorithm::LeastConn(_) => "least-conn",
+            Algorithm::P2c => "p2c",
+            Algorithm::Hash { .. } => "hash",
+        }
+    }
+
     /// The members, in configuration order.
     pub fn members(&self) -> &[Member<B>] {
         &self.members
@@ -99,20 +110,18 @@ impl<B: Candidate> Balancer<B> {
     /// or a burst of timeouts must not turn every request into a 503); when every
     /// member is down by its active check, the entry answers 503 unless it fails open.
     pub fn pick(&self, affinity: Option<u64>, tried: &[SocketAddr]) -> Result<&Member<B>, NoPick> {
+        self.pick_index(affinity, tried).map(|i| &self.members[i])
+    }
+
+    /// As `pick`, the member's index in `members()`.
+    pub fn pick_index(&self, affinity: Option<u64>, tried: &[SocketAddr]) -> Result<usize, NoPick> {
         let now = now_ms();
         let avail: Vec<Availability> = self
             .members
             .iter()
             .map(|m| m.backend.availability(now))
             .collect();
-        let in_rotation = |a: Availability| matches!(a, Availability::Up | Availability::Probe);
-        let tier: fn(Availability) -> bool = if avail.iter().any(|&a| in_rotation(a)) {
-            |a| matches!(a, Availability::Up | Availability::Probe)
-        } else if avail.contains(&Availability::Ejected) {
-            |a| a == Availability::Ejected
-        } else if self.fail_open {
-            |_| true
-        } else {
+        let Some(tier) = self.tier(&avail) else {
             let retry_after = self
                 .members
                 .iter()
@@ -131,7 +140,49 @@ impl<B: Candidate> Balancer<B> {
             // requests reach a backend whose ejection just ended.
             self.members[i].backend.claim_probe();
         }
-        Ok(&self.members[i])
+        Ok(i)
+    }
+
+    /// Which members a pick may choose among, given their availability: those in
+    /// rotation; else the passively ejected; else (fail-open) all; else none.
+    fn tier(&self, avail: &[Availability]) -> Option<fn(Availability) -> bool> {
+        let in_rotation = |a: Availability| matches!(a, Availability::Up | Availability::Probe);
+        if avail.iter().any(|&a| in_rotation(a)) {
+            Some(|a| matches!(a, Availability::Up | Availability::Probe))
+        } else if avail.contains(&Availability::Ejected) {
+            Some(|a| a == Availability::Ejected)
+        } else if self.fail_open {
+            Some(|_| true)
+        } else {
+            None
+        }
+    }
+
+    /// The share of requests each member should get now: its weight over the weights
+    /// of the members a pick may choose (all zero when none may be chosen).
+    pub fn fair_shares(&self) -> Vec<f64> {
+        let now = now_ms();
+        let avail: Vec<Availability> = self
+            .members
+            .iter()
+            .map(|m| m.backend.availability(now))
+            .collect();
+        let Some(tier) = self.tier(&avail) else {
+            return vec![0.0; self.members.len()];
+        };
+        let total: u32 = (0..self.members.len())
+            .filter(|&i| tier(avail[i]))
+            .map(|i| self.members[i].weight)
+            .sum();
+        (0..self.members.len())
+            .map(|i| {
+                if tier(avail[i]) && total > 0 {
+                    f64::from(self.members[i].weight) / f64::from(total)
+                } else {
+                    0.0
+                }
+            })
+            .collect()
     }
 
     fn choose(&self, candidates: &[usize], affinity: Option<u64>) -> Option<usize> {

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::balancer::Balancer;
+use super::traffic::Traffic;
 use crate::config::HealthCheck;
 use crate::http::host::Target;
 use crate::http::ProxyError;
@@ -21,6 +22,8 @@ pub struct HostEntry<B> {
     pub tries: u32,
     /// Active health check of the backends, if any.
     pub health: Option<HealthCheck>,
+    /// What its requests did, for metrics and the status page.
+    pub traffic: Traffic,
 }
 
 /// Host table, matched case-insensitively; an explicit port in a key wins over the bare name.

@@ -5,7 +5,9 @@ pub mod balancer;
 pub mod candidate;
 pub mod hash_ring;
 pub mod host_table;
+pub mod traffic;
 
 pub use balancer::{Balancer, NoPick};
 pub use candidate::{Availability, Candidate, Member};
 pub use host_table::{HostEntry, HostTable};
+pub use traffic::Traffic;

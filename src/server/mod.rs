@@ -12,14 +12,16 @@ use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use tokio::sync::watch;
 
+use crate::admin;
 use crate::config::Config;
 use crate::downstream::connection::{self, Settings};
 use crate::downstream::listener::Listener;
 use crate::proxy::{self, State};
+use crate::stats::ServerStats;
 
 mod reload;
 
-pub use reload::reload;
+pub use reload::{reload, reload_counted};
 
 /// A bound proxy, ready to serve.
 pub struct Server {
@@ -27,19 +29,41 @@ pub struct Server {
     listener: Listener,
     /// The current state; requests load it, reloads replace it.
     state: Arc<ArcSwap<State>>,
+    /// Process-wide counters (clients, reloads, drain).
+    stats: Arc<ServerStats>,
+    /// The admin listener, when configured.
+    admin: Option<admin::AdminServer>,
 }
 
 impl Server {
     /// Binds the configured listen address (inside a tokio runtime: it starts the
     /// health checkers).
     pub fn bind(config: Config) -> io::Result<Server> {
-        let listener = Listener::bind(config.listen, config.limits.max_connections)?;
+        let stats = Arc::new(ServerStats::default());
+        let listener = Listener::bind(config.listen, config.limits.max_connections, stats.clone())?;
+        let admin_config = config.admin.clone();
         let state = State::build(config, None);
         state.start_health_checks();
+        let state = Arc::new(ArcSwap::from_pointee(state));
+        let admin = admin_config
+            .map(|a| admin::AdminServer::bind(&a, state.clone(), stats.clone()))
+            .transpose()?;
         Ok(Server {
             listener,
-            state: Arc::new(ArcSwap::from_pointee(state)),
+            state,
+            stats,
+            admin,
         })
+    }
+
+    /// The admin listener's address, when it is configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|a| a.local_addr().ok())
+    }
+
+    /// Process-wide counters, for reloads to record into.
+    pub fn stats(&self) -> Arc<ServerStats> {
+        self.stats.clone()
     }
 
     /// The address actually bound (useful with port 0).
@@ -57,6 +81,10 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         // Tells connection tasks to finish their request and close.
         let (stopping, stop) = watch::channel(false);
+        if let Some(admin) = self.admin {
+            // It keeps answering while connections drain: `/ready` says so.
+            tokio::spawn(admin.serve());
+        }
         tokio::pin!(shutdown);
         loop {
             let accepted = tokio::select! {
@@ -83,6 +111,7 @@ impl Server {
             tokio::spawn(connection::serve(accepted, settings, service, stop.clone()));
         }
         let timeout = self.state.load().config.timeouts.shutdown;
+        self.stats.draining.store(true, Ordering::Relaxed);
         let _ = stopping.send(true);
         self.listener.drain(timeout).await;
     }

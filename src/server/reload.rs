@@ -1,6 +1,7 @@
 //! A configuration reload: a new state is built beside the live one (keeping warm
 //! backends) and swapped in whole; requests in flight finish on the old one.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -8,6 +9,7 @@ use tracing::warn;
 
 use crate::config::Config;
 use crate::proxy::State;
+use crate::stats::ServerStats;
 
 /// Replaces the live state with one built from `config`, keeping warm backends.
 pub fn reload(state: &ArcSwap<State>, config: Config) {
@@ -21,4 +23,24 @@ pub fn reload(state: &ArcSwap<State>, config: Config) {
     let next = State::build(config, Some(&current));
     next.start_health_checks();
     state.store(Arc::new(next));
+}
+
+/// A reload attempt as the signal handler makes it: `loaded` is the file read and
+/// validated, or why not. Counted either way (`relevo_config_reloads_total`).
+pub fn reload_counted<E>(
+    state: &ArcSwap<State>,
+    stats: &ServerStats,
+    loaded: Result<Config, E>,
+) -> Result<(), E> {
+    match loaded {
+        Ok(config) => {
+            reload(state, config);
+            stats.reloads_ok.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+        Err(e) => {
+            stats.reloads_failed.fetch_add(1, Ordering::Relaxed);
+            Err(e)
+        }
+    }
 }

@@ -15,6 +15,7 @@ use super::passive::Health;
 use super::pool::{Pool, PooledConn};
 use crate::http::ProxyError;
 use crate::routing::{Availability, Candidate};
+use crate::stats::Histogram;
 
 /// One backend server.
 #[derive(Debug)]
@@ -38,6 +39,11 @@ pub struct Backend {
     pub health: Health,
     /// Response-time estimate for `p2c`.
     pub latency: PeakEwma,
+    /// Durations of the requests it served (head received → response end), for the
+    /// status page's p50/p99.
+    pub durations: Histogram,
+    /// TCP connect + handshake times: `relevo_upstream_connect_duration_seconds`.
+    pub connect_time: Histogram,
 }
 
 /// Per-backend counters, all monotonic except `in_flight`.
@@ -107,7 +113,20 @@ impl Backend {
             stats: BackendStats::default(),
             health: Health::default(),
             latency: PeakEwma::default(),
+            durations: Histogram::default(),
+            connect_time: Histogram::default(),
         }
+    }
+
+    /// Connections idle in the pool now.
+    pub fn idle_connections(&self) -> usize {
+        self.pool.len()
+    }
+
+    /// Connections in use now (slots taken).
+    pub fn active_connections(&self) -> usize {
+        let max = *self.max_conns.lock().unwrap_or_else(|p| p.into_inner());
+        max.saturating_sub(self.slots.available_permits())
     }
 
     /// Counts a request to this backend; the returned guard keeps it in flight.
@@ -194,7 +213,9 @@ impl Backend {
         connect_timeout: Duration,
     ) -> Result<PooledConn, ProxyError> {
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
+        let started = std::time::Instant::now();
         let sender = connect::open(self.addr, self.read_buffer, connect_timeout).await?;
+        self.connect_time.observe(started.elapsed());
         Ok(PooledConn::new(
             sender,
             self.pool.clone(),

@@ -135,6 +135,11 @@ impl Health {
         self.active_up.load(Ordering::Relaxed)
     }
 
+    /// When the ejection ends (`clock::now_ms`), 0 when not ejected.
+    pub fn ejected_until(&self) -> u64 {
+        self.ejected_until.load(Ordering::Relaxed)
+    }
+
     /// Whether it is ejected by passive health right now.
     pub fn ejected(&self) -> bool {
         self.ejected_until.load(Ordering::Relaxed) != 0

@@ -50,6 +50,16 @@ impl Pool {
         None
     }
 
+    /// Idle connections held now (some may have been closed by the backend since).
+    pub fn len(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether no idle connection is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Keeps a connection for reuse, unless the pool is full or it is closed.
     pub fn put(&self, sender: SendRequest<UpstreamBody>) {
         if sender.is_closed() {

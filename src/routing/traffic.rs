@@ -1,0 +1,114 @@
+//! What a host entry's requests did: responses by code per member, durations, bytes,
+//! and a sliding window of which member served the recent requests, from which the
+//! *spread* (how far the split is from what weights and health ask for) is read.
+
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::stats::{Histogram, StatusCounts};
+
+/// How many recent requests the spread is computed over.
+pub const WINDOW: usize = 1024;
+
+/// Counters of one host entry, recorded when a request finishes.
+#[derive(Debug)]
+pub struct Traffic {
+    /// Responses by status per member (balancer order): `relevo_requests_total`.
+    pub by_member: Vec<StatusCounts>,
+    /// Responses relevo gave itself, no backend involved (`backend="none"`).
+    pub own: StatusCounts,
+    /// Head received → response end: `relevo_request_duration_seconds`.
+    pub duration: Histogram,
+    /// Failed attempts per member that were tried again: `relevo_retries_total`.
+    pub retried: Vec<AtomicU64>,
+    /// Request body bytes read from clients (shared with each request's body reader).
+    pub bytes_in: Arc<AtomicU64>,
+    /// Response body bytes sent to clients.
+    pub bytes_out: AtomicU64,
+    /// Member index + 1 of each of the last `WINDOW` forwarded requests (0: empty).
+    window: Box<[AtomicU16]>,
+    /// Where the next request goes in `window`.
+    next: AtomicUsize,
+}
+
+impl Traffic {
+    /// Counters for an entry of `members` backends.
+    pub fn new(members: usize) -> Traffic {
+        Traffic {
+            by_member: (0..members).map(|_| StatusCounts::default()).collect(),
+            own: StatusCounts::default(),
+            retried: (0..members).map(|_| AtomicU64::new(0)).collect(),
+            duration: Histogram::default(),
+            bytes_in: Arc::default(),
+            bytes_out: AtomicU64::new(0),
+            window: (0..WINDOW).map(|_| AtomicU16::new(0)).collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// One finished request: `member` served it (`None`: relevo answered).
+    pub fn record(&self, member: Option<usize>, status: u16, took: Duration, bytes_out: u64) {
+        self.duration.observe(took);
+        self.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
+        match member.and_then(|m| self.by_member.get(m).map(|c| (m, c))) {
+            Some((m, counts)) => {
+                counts.add(status);
+                let slot = self.next.fetch_add(1, Ordering::Relaxed) % WINDOW;
+                self.window[slot].store(m as u16 + 1, Ordering::Relaxed);
+            }
+            None => self.own.add(status),
+        }
+    }
+
+    /// How many of the recent forwarded requests each member served.
+    pub fn recent(&self) -> Vec<u64> {
+        let mut counts = vec![0u64; self.by_member.len()];
+        for slot in self.window.iter() {
+            let m = slot.load(Ordering::Relaxed) as usize;
+            if let Some(c) = m.checked_sub(1).and_then(|m| counts.get_mut(m)) {
+                *c += 1;
+            }
+        }
+        counts
+    }
+}
+
+/// The spread of a split: the total variation distance between the shares `observed`
+/// and the `fair` ones (which sum to 1): 0 when every member got exactly its share, 1
+/// when all the traffic went to members that should get none. Half the sum of the
+/// absolute differences is also "the fraction of requests that would have to move".
+/// `None` without requests.
+pub fn spread(observed: &[u64], fair: &[f64]) -> Option<f64> {
+    let total: u64 = observed.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let distance: f64 = observed
+        .iter()
+        .zip(fair)
+        .map(|(&o, &f)| (o as f64 / total as f64 - f).abs())
+        .sum();
+    Some((distance / 2.0).clamp(0.0, 1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_reads_as_the_fraction_to_move() {
+        assert_eq!(spread(&[50, 50], &[0.5, 0.5]), Some(0.0));
+        assert_eq!(spread(&[100, 0], &[0.5, 0.5]), Some(0.5));
+        assert_eq!(spread(&[0, 10], &[1.0, 0.0]), Some(1.0));
+        assert_eq!(spread(&[0, 0], &[0.5, 0.5]), None);
+        let t = Traffic::new(2);
+        for _ in 0..3 {
+            t.record(Some(1), 200, Duration::from_millis(1), 10);
+        }
+        t.record(None, 403, Duration::from_millis(1), 10);
+        assert_eq!(t.recent(), vec![0, 3]);
+        assert_eq!(t.own.nonzero(), vec![(403, 1)]);
+        assert_eq!(t.bytes_out.load(Ordering::Relaxed), 40);
+    }
+}
