@@ -205,3 +205,39 @@ fn durations() {
     assert_eq!(parse_duration("5"), None);
     assert_eq!(parse_duration("s"), None);
 }
+
+#[test]
+fn admin_listener_is_loopback_or_guarded() {
+    let hosts = "[hosts]\n\"a\" = [\"1.1.1.1\"]\n";
+    let c = parse(&format!("[admin]\n{hosts}")).unwrap();
+    let admin = c.admin.unwrap();
+    assert_eq!(admin.listen, "127.0.0.1:9901".parse().unwrap());
+    assert_eq!(admin.token, None);
+    assert!(
+        parse(hosts).unwrap().admin.is_none(),
+        "off unless configured"
+    );
+    let c = parse(&format!(
+        "[admin]\nlisten = \"0.0.0.0:9901\"\ntoken = \"t\"\n{hosts}"
+    ))
+    .unwrap();
+    assert_eq!(c.admin.unwrap().token.as_deref(), Some("t"));
+    assert_errors(&[
+        (
+            &format!("[admin]\nlisten = \"0.0.0.0:9901\"\n{hosts}"),
+            "t.toml:2:10: admin.listen `0.0.0.0:9901` is not a loopback address: set admin.token",
+        ),
+        (
+            &format!("[admin]\nlisten = \"[::]:9901\"\n{hosts}"),
+            "t.toml:2:10: admin.listen `[::]:9901` is not a loopback address",
+        ),
+        (
+            &format!("[admin]\ntoken = \" \"\n{hosts}"),
+            "t.toml:2:9: admin.token must not be empty",
+        ),
+        (
+            &format!("[admin]\nlisten = \"nope\"\n{hosts}"),
+            "t.toml:2:10: bad admin.listen `nope`",
+        ),
+    ]);
+}
