@@ -3,6 +3,7 @@
 #   bench/run.sh [compare.sh options...]          e.g. bench/run.sh --quick
 #   ALGOS=1 bench/run.sh ...                      also relevo with round-robin and p2c
 #   BEFORE=/path/to/old/relevo bench/run.sh ...   also an older relevo binary (A/B in one run)
+#   ADMIN=1 bench/run.sh ...                      also relevo with the admin listener on
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 HARNESS=${HARNESS:-$ROOT/../shared/bench/compare.sh}
@@ -15,6 +16,10 @@ if [[ ${ALGOS:-0} == 1 ]]; then
         args+=(--candidate "$BIN run --config {config}" --candidate-config "$ROOT/bench/relevo-$algo.toml.in"
                --candidate-name "relevo-$algo")
     done
+fi
+if [[ ${ADMIN:-0} == 1 ]]; then
+    args+=(--candidate "$BIN run --config {config}" --candidate-config "$ROOT/bench/relevo-admin.toml.in"
+           --candidate-name relevo-admin)
 fi
 if [[ -n ${BEFORE:-} ]]; then
     args+=(--candidate "$BEFORE run --config {config}" --candidate-config "$ROOT/bench/relevo.toml.in"
