@@ -459,5 +459,104 @@ fn bench_templates_are_valid_configs() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 3);
+    assert_eq!(
+        checked, 4,
+        "relevo, relevo-admin, relevo-p2c, relevo-round-robin"
+    );
+}
+
+/// Waits until the file at `path` contains `needle`; returns its text.
+async fn wait_file(path: &std::path::Path, needle: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never contained {needle:?}: {text:?}",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+// The access log as logrotate expects it: lines go to the file, a rotated (renamed)
+// file keeps getting them until SIGUSR1, then the file is reopened under its name.
+// JSON lines carry every field of the text line plus the timings and attempts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_file_is_reopened_on_sigusr1() {
+    let b = backend("b1").await;
+    let logs = tempfile::tempdir().unwrap();
+    let path = logs.path().join("access.log");
+    let rotated = logs.path().join("access.log.1");
+    let (r, _) = run_with(&format!(
+        "listen = \"127.0.0.1:0\"\naccess_log = {:?}\naccess_log_format = \"json\"\n[hosts]\n\"app.test\" = [\"{}\"]\n",
+        path.display().to_string(),
+        b.addr
+    ))
+    .await;
+    assert_eq!(get(r.addr, "app.test", "/one", "").await.status, 200);
+    let text = wait_file(&path, "/one").await;
+    let line: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    for field in [
+        "time",
+        "client",
+        "host",
+        "method",
+        "target",
+        "backend",
+        "status",
+        "bytes",
+        "duration_ms",
+        "connect_ms",
+        "upstream_ms",
+        "attempts",
+        "complete",
+    ] {
+        assert!(line.get(field).is_some(), "{field} missing in {line}");
+    }
+    assert_eq!(line["host"], "app.test");
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["attempts"], 1);
+    assert_eq!(line["backend"], b.addr.to_string());
+    assert!(
+        line["connect_ms"].as_f64().is_some(),
+        "a first request connects: {line}"
+    );
+
+    std::fs::rename(&path, &rotated).unwrap();
+    assert_eq!(get(r.addr, "app.test", "/two", "").await.status, 200);
+    wait_file(&rotated, "/two").await;
+    r.signal("-USR1");
+    r.wait_log("SIGUSR1: reopening the access log").await;
+    assert_eq!(get(r.addr, "app.test", "/three", "").await.status, 200);
+    wait_file(&path, "/three").await;
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    assert!(!old.contains("/three"), "{old}");
+    assert_eq!(old.lines().count(), 2, "{old}");
+}
+
+// `access_log_format = "combined"`: the Apache/nginx line log tools parse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn combined_access_log_format() {
+    let b = backend("b1").await;
+    let (r, _) = run_with(&format!(
+        "listen = \"127.0.0.1:0\"\naccess_log_format = \"combined\"\n[hosts]\n\"app.test\" = [\"{}\"]\n",
+        b.addr
+    ))
+    .await;
+    let r2 = get(
+        r.addr,
+        "app.test",
+        "/c?q=1",
+        "Referer: http://x.test/\r\nUser-Agent: probe \"1\"\r\n",
+    )
+    .await;
+    assert_eq!(r2.status, 200);
+    let line = r.wait_log("\"GET /c?q=1 HTTP/1.1\"").await;
+    let re_ok = line.starts_with("127.0.0.1 - - [")
+        && line.contains("] \"GET /c?q=1 HTTP/1.1\" 200 2 \"http://x.test/\" \"probe \\\"1\\\"\"");
+    assert!(re_ok, "{line}");
 }

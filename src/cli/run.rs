@@ -80,6 +80,7 @@ pub async fn serve(config: Config, path: Option<PathBuf>) -> ExitCode {
     if let Some(admin) = server.admin_addr() {
         info!("admin listener on {admin}: status page http://{admin}/status, metrics http://{admin}/metrics");
     }
+    tokio::spawn(signals::reopen_on_sigusr1(server.state()));
     tokio::spawn(signals::reload_on_sighup(
         server.state(),
         server.stats(),

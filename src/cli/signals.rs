@@ -58,3 +58,24 @@ fn reload(state: &ArcSwap<State>, stats: &ServerStats, path: &Path) {
         Err(e) => error!("SIGHUP: keeping the running configuration: {e}"),
     }
 }
+
+/// Reopens the access log file on every SIGUSR1 (logrotate's convention).
+#[cfg(unix)]
+pub async fn reopen_on_sigusr1(state: Arc<ArcSwap<State>>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+        return;
+    };
+    while usr1.recv().await.is_some() {
+        match &state.load().access_log {
+            Some(log) => {
+                log.reopen();
+                info!(
+                    "SIGUSR1: reopening the access log ({} lines dropped so far)",
+                    log.dropped()
+                );
+            }
+            None => info!("SIGUSR1: no access log to reopen"),
+        }
+    }
+}

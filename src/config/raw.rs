@@ -16,7 +16,8 @@ use super::values::parse_duration;
 pub(super) struct RawConfig {
     pub(super) listen: Option<Spanned<String>>,
     pub(super) threads: Option<Spanned<usize>>,
-    pub(super) access_log: Option<bool>,
+    pub(super) access_log: Option<Spanned<RawAccessLog>>,
+    pub(super) access_log_format: Option<Spanned<String>>,
     pub(super) log_level: Option<String>,
     #[serde(default)]
     pub(super) timeouts: RawTimeouts,
@@ -72,6 +73,16 @@ pub(super) struct RawPassive {
     pub(super) max_eject: Option<Spanned<DurationValue>>,
     pub(super) statuses: Option<Vec<Spanned<u16>>>,
     pub(super) probe_interval: Option<Spanned<DurationValue>>,
+}
+
+/// `access_log`: a switch or a path.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawAccessLog {
+    /// `true` (stderr) or `false` (off).
+    On(bool),
+    /// A file.
+    Path(String),
 }
 
 /// `[admin]`: fields as `config::Admin`'s.

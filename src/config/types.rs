@@ -14,8 +14,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Worker threads; `None` means one per CPU.
     pub threads: Option<usize>,
-    /// Log one line per request at info level.
-    pub access_log: bool,
+    /// Where the access log goes (one line per request), if anywhere.
+    pub access_log: AccessLogTarget,
+    /// How its lines look.
+    pub access_log_format: AccessLogFormat,
     /// Default `tracing` filter when `RUST_LOG` is not set.
     pub log_level: String,
     /// Timeouts on both hops.
@@ -32,6 +34,28 @@ pub struct Config {
     pub hosts: Vec<HostEntryConfig>,
     /// The admin listener (metrics, status page), off unless configured.
     pub admin: Option<Admin>,
+}
+
+/// `access_log = true | false | "PATH"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    /// No access log.
+    Off,
+    /// Standard error, beside relevo's own log (`true`, the default).
+    Stderr,
+    /// A file, appended to and reopened on SIGUSR1 (logrotate's convention).
+    File(std::path::PathBuf),
+}
+
+/// `access_log_format = "text" | "json" | "combined"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// `key=value` fields, as relevo's own log.
+    Text,
+    /// One JSON object per line, with timings and attempts.
+    Json,
+    /// The Apache/nginx "combined" format log tools parse.
+    Combined,
 }
 
 /// The admin listener: its own address, never the proxy's.
@@ -361,7 +385,8 @@ impl Config {
         Config {
             listen,
             threads: None,
-            access_log: true,
+            access_log: AccessLogTarget::Stderr,
+            access_log_format: AccessLogFormat::Text,
             log_level: "info".into(),
             timeouts: Timeouts::default(),
             limits: Limits::default(),

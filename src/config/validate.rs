@@ -10,12 +10,12 @@ use toml::Spanned;
 
 use super::error::Invalid;
 use super::raw::{
-    DurationValue, RawAdmin, RawBackend, RawConfig, RawConnect, RawHealth, RawHost, RawLimits,
-    RawPassive, RawRetries, RawTimeouts,
+    DurationValue, RawAccessLog, RawAdmin, RawBackend, RawConfig, RawConnect, RawHealth, RawHost,
+    RawLimits, RawPassive, RawRetries, RawTimeouts,
 };
 use super::types::{
-    Admin, BackendConfig, Balance, Config, ConnectRule, HashKey, HealthCheck, HostEntryConfig,
-    Limits, Passive, Retries, Timeouts,
+    AccessLogFormat, AccessLogTarget, Admin, BackendConfig, Balance, Config, ConnectRule, HashKey,
+    HealthCheck, HostEntryConfig, Limits, Passive, Retries, Timeouts,
 };
 use super::values::{parse_backend, parse_connect_rule, parse_host_key, parse_status_range};
 
@@ -42,7 +42,8 @@ pub(super) fn config(raw: RawConfig, text: &str) -> Result<Config, Invalid> {
     Ok(Config {
         listen,
         threads: raw.threads.map(|t| t.into_inner()),
-        access_log: raw.access_log.unwrap_or(true),
+        access_log: access_log_target(raw.access_log.as_ref())?,
+        access_log_format: access_log_format(raw.access_log_format.as_ref())?,
         log_level: raw.log_level.unwrap_or(defaults.log_level),
         timeouts: timeouts(&raw.timeouts)?,
         limits: limits(&raw.limits)?,
@@ -51,6 +52,36 @@ pub(super) fn config(raw: RawConfig, text: &str) -> Result<Config, Invalid> {
         connect_allow: connect(&raw.connect)?,
         hosts: hosts(raw.hosts, text)?,
         admin: raw.admin.as_ref().map(admin).transpose()?,
+    })
+}
+
+/// `access_log = true | false | "PATH"`.
+fn access_log_target(v: Option<&Spanned<RawAccessLog>>) -> Result<AccessLogTarget, Invalid> {
+    Ok(match v.map(|v| (v.get_ref(), v.span())) {
+        None | Some((RawAccessLog::On(true), _)) => AccessLogTarget::Stderr,
+        Some((RawAccessLog::On(false), _)) => AccessLogTarget::Off,
+        Some((RawAccessLog::Path(p), span)) if p.trim().is_empty() => {
+            return Err((
+                span,
+                "access_log: an empty path; use true, false or a file".into(),
+            ))
+        }
+        Some((RawAccessLog::Path(p), _)) => AccessLogTarget::File(p.into()),
+    })
+}
+
+/// `access_log_format = "text" | "json" | "combined"`.
+fn access_log_format(v: Option<&Spanned<String>>) -> Result<AccessLogFormat, Invalid> {
+    Ok(match v.map(|v| (v.get_ref().as_str(), v.span())) {
+        None | Some(("text", _)) => AccessLogFormat::Text,
+        Some(("json", _)) => AccessLogFormat::Json,
+        Some(("combined", _)) => AccessLogFormat::Combined,
+        Some((other, span)) => {
+            return Err((
+                span,
+                format!("unknown access_log_format `{other}`: expected text, json or combined"),
+            ))
+        }
     })
 }
 

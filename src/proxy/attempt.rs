@@ -18,8 +18,9 @@ use crate::upstream::{recovery, Backend, PooledConn};
 
 /// What a backend answered.
 pub enum Exchanged {
-    /// A response to relay, its body streaming from the backend.
-    Response(Response<ProxyBody>),
+    /// A response to relay, its body streaming from the backend, and how long the
+    /// connect took when the attempt opened a connection.
+    Response(Response<ProxyBody>, Option<Duration>),
     /// 101 Switching Protocols: the response for the client, and the backend's side of
     /// the tunnel.
     Switching(Response<ProxyBody>, hyper::upgrade::OnUpgrade),
@@ -78,7 +79,7 @@ pub async fn exchange(
         },
     };
     match send(backend, req, limits, how.fresh).await {
-        Ok((mut resp, conn)) => {
+        Ok((mut resp, conn, connect_time)) => {
             backend.latency.observe(started.elapsed());
             if passive.statuses.contains(&resp.status().as_u16()) {
                 failed(entry, backend, state);
@@ -95,6 +96,7 @@ pub async fn exchange(
             }
             Ok(Exchanged::Response(
                 rewrite::response(resp).map(|body| ProxyBody::upstream(body, conn, in_flight)),
+                connect_time,
             ))
         }
         Err(failure) => {
@@ -141,7 +143,7 @@ async fn send(
     mut req: Request<UpstreamBody>,
     limits: Limits,
     fresh: bool,
-) -> Result<(Response<Incoming>, PooledConn), Failure> {
+) -> Result<(Response<Incoming>, PooledConn, Option<Duration>), Failure> {
     let unsent = |error: ProxyError, req: Request<UpstreamBody>| Failure {
         error,
         unsent: Some(req),
@@ -150,6 +152,7 @@ async fn send(
         Ok(slot) => slot,
         Err(error) => return Err(unsent(error, req)),
     };
+    let mut connect_started = Instant::now();
     let conn = if fresh {
         backend.connect(slot, limits.connect).await
     } else {
@@ -163,11 +166,16 @@ async fn send(
         let sent = tokio::time::timeout(limits.response, conn.sender().try_send_request(req)).await;
         match sent {
             Err(_) => return Err(ProxyError::ResponseTimeout(backend.addr).into()),
-            Ok(Ok(resp)) => return Ok((resp, conn)),
+            Ok(Ok(resp)) => {
+                let connect_time =
+                    (!conn.reused).then(|| conn.opened.duration_since(connect_started));
+                return Ok((resp, conn, connect_time));
+            }
             Ok(Err(mut e)) => match e.take_message() {
                 Some(again) if conn.reused => {
                     debug!(backend = %backend.addr, "pooled connection closed, reconnecting: {}", e.error());
                     req = again;
+                    connect_started = Instant::now();
                     conn = match backend.connect(conn.into_slot(), limits.connect).await {
                         Ok(c) => c,
                         Err(error) => return Err(unsent(error, req)),

@@ -2,7 +2,6 @@
 //! settled. Its counters are recorded here (a few atomic adds on handles the
 //! configuration resolved in advance), and the access log is written.
 
-use super::access_log;
 use super::session::Session;
 
 /// The request is over: `complete` says whether its response body was sent to the end.
@@ -20,7 +19,7 @@ pub fn finish(session: Box<Session>, complete: bool) {
         }
         None => session.state.unrouted.add(status),
     }
-    if session.log {
-        access_log::write(&session, complete);
+    if let Some(log) = &session.state.access_log {
+        log.write(&session, complete);
     }
 }

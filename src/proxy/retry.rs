@@ -73,8 +73,9 @@ pub async fn run(
         let sent = Instant::now();
         let how = How { fresh, deadline };
         let failure = match attempt::exchange(entry, &backend, request, state, how).await {
-            Ok(Exchanged::Response(resp)) => {
+            Ok(Exchanged::Response(resp, connect_time)) => {
                 session.upstream_time = Some(sent.elapsed());
+                session.connect_time = connect_time;
                 return Ok(resp);
             }
             Ok(Exchanged::Switching(resp, upstream)) => {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use http::{Method, Request, StatusCode};
 
 use super::state::{Entry, State};
+use crate::config::AccessLogFormat;
 
 /// What is known about one request; finished when the response body is done.
 #[derive(Debug)]
@@ -38,6 +39,14 @@ pub struct Session {
     pub started: Instant,
     /// From sending the request to the backend's response head, on the last attempt.
     pub upstream_time: Option<Duration>,
+    /// The TCP connect (and handshake) of the last attempt, when it opened a connection.
+    pub connect_time: Option<Duration>,
+    /// The request's version, for the combined log's request line.
+    pub version: http::Version,
+    /// `Referer` and `User-Agent`, for the combined log only.
+    pub referer: Option<String>,
+    /// See `referer`.
+    pub user_agent: Option<String>,
     /// Whether the access log is on (`access_log`).
     pub log: bool,
 }
@@ -45,7 +54,13 @@ pub struct Session {
 impl Session {
     /// The context of `req`, received now from `client`.
     pub fn new<B>(client: SocketAddr, req: &Request<B>, state: Arc<State>) -> Session {
-        let log = state.config.access_log;
+        let log = state.access_log.is_some();
+        let combined = log && state.config.access_log_format == AccessLogFormat::Combined;
+        let field = |name: http::header::HeaderName| {
+            combined
+                .then(|| req.headers().get(name)?.to_str().ok().map(str::to_string))
+                .flatten()
+        };
         Session {
             client,
             method: req.method().clone(),
@@ -64,6 +79,10 @@ impl Session {
             bytes_out: 0,
             started: Instant::now(),
             upstream_time: None,
+            connect_time: None,
+            version: req.version(),
+            referer: field(http::header::REFERER),
+            user_agent: field(http::header::USER_AGENT),
             log,
         }
     }

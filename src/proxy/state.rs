@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use tokio::sync::watch;
 
+use super::access_log::AccessLog;
 use crate::config::{Config, Timeouts};
 use crate::routing::{Balancer, HostEntry, HostTable, Member, Traffic};
 use crate::stats::StatusCounts;
@@ -26,6 +27,8 @@ pub struct State {
     pub backends: HashMap<SocketAddr, Arc<Backend>>,
     /// Responses relevo gave to requests it could not route (400, 403…: `host="-"`).
     pub unrouted: StatusCounts,
+    /// The access log, kept across reloads that do not change it.
+    pub access_log: Option<Arc<AccessLog>>,
     /// Configurations loaded so far, this one included (1 at start).
     pub generation: u64,
     /// When this configuration was loaded.
@@ -77,7 +80,18 @@ impl State {
                 health: host.health.clone(),
             }));
         }
+        let access_log = match previous.and_then(|p| p.access_log.clone()) {
+            Some(log) if log.is(&config.access_log, config.access_log_format) => Some(log),
+            _ => match AccessLog::open(&config.access_log, config.access_log_format) {
+                Ok(log) => log.map(Arc::new),
+                Err(e) => {
+                    tracing::error!("access log: cannot open: {e}");
+                    None
+                }
+            },
+        };
         State {
+            access_log,
             config: Arc::new(config),
             hosts: HostTable::new(entries),
             backends,

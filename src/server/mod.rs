@@ -42,7 +42,11 @@ impl Server {
         let stats = Arc::new(ServerStats::default());
         let listener = Listener::bind(config.listen, config.limits.max_connections, stats.clone())?;
         let admin_config = config.admin.clone();
+        let wants_log = config.access_log != crate::config::AccessLogTarget::Off;
         let state = State::build(config, None);
+        if wants_log && state.access_log.is_none() {
+            return Err(io::Error::other("cannot open the access log"));
+        }
         state.start_health_checks();
         let state = Arc::new(ArcSwap::from_pointee(state));
         let admin = admin_config

@@ -94,6 +94,8 @@ pub struct PooledConn {
     pub reused: bool,
     /// The backend's connection slot, held while the connection is in use.
     slot: OwnedSemaphorePermit,
+    /// When it was checked out (for a new connection: when the connect finished).
+    pub opened: Instant,
 }
 
 impl PooledConn {
@@ -111,6 +113,7 @@ impl PooledConn {
             addr,
             reused,
             slot,
+            opened: Instant::now(),
         }
     }
 
