@@ -227,28 +227,12 @@ impl Scrape {
 impl Collector for Scrape {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         for ((name, help), series) in &self.counters {
-            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-            if let [(labels, v)] = series.as_slice() {
-                if labels.is_empty() {
-                    ConstCounter::new(*v).encode(family)?;
-                    continue;
-                }
-            }
-            for (labels, v) in series {
-                ConstCounter::new(*v).encode(family.encode_family(labels)?)?;
-            }
+            let metrics = series.iter().map(|(l, v)| (l, ConstCounter::new(*v)));
+            family(&mut encoder, name, help, MetricType::Counter, metrics)?;
         }
         for ((name, help), series) in &self.gauges {
-            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-            if let [(labels, v)] = series.as_slice() {
-                if labels.is_empty() {
-                    ConstGauge::new(*v).encode(family)?;
-                    continue;
-                }
-            }
-            for (labels, v) in series {
-                ConstGauge::new(*v).encode(family.encode_family(labels)?)?;
-            }
+            let metrics = series.iter().map(|(l, v)| (l, ConstGauge::new(*v)));
+            family(&mut encoder, name, help, MetricType::Gauge, metrics)?;
         }
         for ((name, help), series) in &self.histograms {
             let mut family = encoder.encode_descriptor(
@@ -268,4 +252,26 @@ impl Collector for Scrape {
         }
         Ok(())
     }
+}
+
+/// One metric family: a lone series without labels is written bare (`name_total 3`),
+/// the others each with their labels.
+fn family<'a, M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    series: impl Iterator<Item = (&'a Labels, M)>,
+) -> Result<(), std::fmt::Error> {
+    let series: Vec<(&Labels, M)> = series.collect();
+    let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+    if let [(labels, metric)] = series.as_slice() {
+        if labels.is_empty() {
+            return metric.encode(family);
+        }
+    }
+    for (labels, metric) in &series {
+        metric.encode(family.encode_family(*labels)?)?;
+    }
+    Ok(())
 }
