@@ -113,7 +113,11 @@ pub fn read(view: &View) -> Vec<(Key, Point)> {
                     at: now,
                     requests: all,
                     errors,
-                    durations: member.backend.durations.snapshot(),
+                    durations: traffic
+                        .member_durations
+                        .get(m)
+                        .map(|h| h.snapshot())
+                        .unwrap_or_default(),
                 },
             ));
         }

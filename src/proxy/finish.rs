@@ -13,9 +13,6 @@ pub fn finish(session: Box<Session>, complete: bool) {
             entry
                 .traffic
                 .record(session.member, status, took, session.bytes_out);
-            if let Some(m) = session.member.and_then(|m| entry.balancer.members().get(m)) {
-                m.backend.durations.observe(took);
-            }
         }
         None => session.state.unrouted.add(status),
     }

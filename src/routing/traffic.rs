@@ -20,6 +20,8 @@ pub struct Traffic {
     pub own: StatusCounts,
     /// Head received → response end: `relevo_request_duration_seconds`.
     pub duration: Histogram,
+    /// The same, per member (the status page's per-backend p50/p99).
+    pub member_durations: Vec<Histogram>,
     /// Failed attempts per member that were tried again: `relevo_retries_total`.
     pub retried: Vec<AtomicU64>,
     /// Request body bytes read from clients (shared with each request's body reader).
@@ -40,6 +42,7 @@ impl Traffic {
             own: StatusCounts::default(),
             retried: (0..members).map(|_| AtomicU64::new(0)).collect(),
             duration: Histogram::default(),
+            member_durations: (0..members).map(|_| Histogram::default()).collect(),
             bytes_in: Arc::default(),
             bytes_out: AtomicU64::new(0),
             window: (0..WINDOW).map(|_| AtomicU16::new(0)).collect(),
@@ -54,6 +57,9 @@ impl Traffic {
         match member.and_then(|m| self.by_member.get(m).map(|c| (m, c))) {
             Some((m, counts)) => {
                 counts.add(status);
+                if let Some(h) = self.member_durations.get(m) {
+                    h.observe(took);
+                }
                 let slot = self.next.fetch_add(1, Ordering::Relaxed) % WINDOW;
                 self.window[slot].store(m as u16 + 1, Ordering::Relaxed);
             }

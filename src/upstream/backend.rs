@@ -39,9 +39,6 @@ pub struct Backend {
     pub health: Health,
     /// Response-time estimate for `p2c`.
     pub latency: PeakEwma,
-    /// Durations of the requests it served (head received → response end), for the
-    /// status page's p50/p99.
-    pub durations: Histogram,
     /// TCP connect + handshake times: `relevo_upstream_connect_duration_seconds`.
     pub connect_time: Histogram,
 }
@@ -113,7 +110,6 @@ impl Backend {
             stats: BackendStats::default(),
             health: Health::default(),
             latency: PeakEwma::default(),
-            durations: Histogram::default(),
             connect_time: Histogram::default(),
         }
     }
