@@ -67,6 +67,7 @@ fn dump_dom(chromium: &Path, url: &str, budget_ms: u32) -> String {
             "--disable-component-update",
             "--disable-sync",
             "--disable-extensions",
+            "--disable-dev-shm-usage",
             "--window-size=1280,860",
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
