@@ -70,10 +70,25 @@ impl State {
                     weight: b.weight,
                 })
                 .collect();
-            let count = host.backends.len();
+            let key = host.key();
+            // The counters go on when the entry's backends are the same, in the same
+            // order (their indexes are the counters' indexes).
+            let traffic = previous
+                .and_then(|p| p.hosts.get(&key))
+                .filter(|old| {
+                    old.balancer
+                        .members()
+                        .iter()
+                        .map(|m| m.backend.addr)
+                        .eq(host.backends.iter().map(|b| b.addr))
+                })
+                .map_or_else(
+                    || Arc::new(Traffic::new(host.backends.len())),
+                    |old| old.traffic.clone(),
+                );
             entries.push(Arc::new(HostEntry {
-                key: host.key(),
-                traffic: Traffic::new(count),
+                key,
+                traffic,
                 balancer: Balancer::new(host.balance, &host.hash_key, members, host.fail_open),
                 max_body_bytes: host.max_body_bytes.or(config.limits.max_body_bytes),
                 tries: host.tries.unwrap_or(config.retries.tries),

@@ -22,8 +22,9 @@ pub struct HostEntry<B> {
     pub tries: u32,
     /// Active health check of the backends, if any.
     pub health: Option<HealthCheck>,
-    /// What its requests did, for metrics and the status page.
-    pub traffic: Traffic,
+    /// What its requests did, for metrics and the status page; kept across reloads
+    /// that leave its backends as they were.
+    pub traffic: Arc<Traffic>,
 }
 
 /// Host table, matched case-insensitively; an explicit port in a key wins over the bare name.
@@ -44,6 +45,11 @@ impl<B> HostTable<B> {
     /// All entries, for status output and health checks.
     pub fn entries(&self) -> impl Iterator<Item = &Arc<HostEntry<B>>> {
         self.entries.values()
+    }
+
+    /// The entry with key `key`.
+    pub fn get(&self, key: &str) -> Option<&Arc<HostEntry<B>>> {
+        self.entries.get(key)
     }
 
     /// The entry serving `target`, or 403.
