@@ -2,6 +2,7 @@
 //! settled. Its counters are recorded here (a few atomic adds on handles the
 //! configuration resolved in advance), and the access log is written.
 
+use super::log_line;
 use super::session::Session;
 
 /// The request is over: `complete` says whether its response body was sent to the end.
@@ -17,6 +18,6 @@ pub fn finish(session: Box<Session>, complete: bool) {
         None => session.state.unrouted.add(status),
     }
     if let Some(log) = &session.state.access_log {
-        log.write(&session, complete);
+        log.write(log_line::format(&session, complete, log.format()));
     }
 }

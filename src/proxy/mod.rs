@@ -6,6 +6,7 @@
 pub mod access_log;
 pub mod attempt;
 pub mod finish;
+pub mod log_line;
 pub mod phases;
 pub mod response_body;
 pub mod retry;
