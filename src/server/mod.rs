@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use crate::downstream::listener::Listener;
 use crate::proxy::{self, State};
 
 mod reload;
+pub mod upgrade;
 
 pub use reload::reload;
 
@@ -33,7 +35,20 @@ impl Server {
     /// Binds the configured listen address (inside a tokio runtime: it starts the
     /// health checkers).
     pub fn bind(config: Config) -> io::Result<Server> {
-        let listener = Listener::bind(config.listen, config.limits.max_connections)?;
+        Server::bind_with(config, None)
+    }
+
+    /// `bind`, or with `inherited` (a listener handed over by the relevo being
+    /// upgraded, see `upgrade`) serves that one instead, ignoring `config.listen`.
+    pub fn bind_with(
+        config: Config,
+        inherited: Option<std::net::TcpListener>,
+    ) -> io::Result<Server> {
+        let max = config.limits.max_connections;
+        let listener = match inherited {
+            Some(socket) => Listener::from_std(socket, max)?,
+            None => Listener::bind(config.listen, max)?,
+        };
         let state = State::build(config, None);
         state.start_health_checks();
         Ok(Server {
@@ -45,6 +60,11 @@ impl Server {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The listening socket, to hand over to a new binary (`upgrade::Offer`).
+    pub fn listener_fd(&self) -> BorrowedFd<'_> {
+        self.listener.as_fd()
     }
 
     /// A handle on the live state, for reloads.
