@@ -14,7 +14,7 @@ use hyper::service::service_fn;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::downstream::connection::{self, Settings};
+use crate::downstream::connection::{self, Drain, Settings};
 use crate::downstream::listener::Listener;
 use crate::proxy::{self, State};
 
@@ -75,13 +75,22 @@ impl Server {
     /// Serves until `shutdown` resolves, then stops accepting and waits (up to
     /// `timeouts.shutdown`) for open connections to finish their requests.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        // Tells connection tasks to finish their request and close.
-        let (stopping, stop) = watch::channel(false);
+        self.run_until(async {
+            shutdown.await;
+            Drain::CloseIdle
+        })
+        .await
+    }
+
+    /// `run`, with the stop saying what becomes of idle connections (`Drain`).
+    pub async fn run_until(self, shutdown: impl Future<Output = Drain>) {
+        // Tells connection tasks how to finish.
+        let (stopping, stop) = watch::channel(None);
         tokio::pin!(shutdown);
-        loop {
+        let drain = loop {
             let accepted = tokio::select! {
                 accepted = self.listener.accept() => accepted,
-                _ = &mut shutdown => break,
+                drain = &mut shutdown => break drain,
             };
             let state = self.state.clone();
             let config = state.load().config.clone();
@@ -95,15 +104,19 @@ impl Server {
             let served = AtomicU64::new(0);
             let max_requests = config.limits.max_requests_per_connection;
             let peer = accepted.peer;
+            // Seen changed once the stop is sent (an atomic load, no lock): from then
+            // on every answer closes its connection (`Drain`).
+            let stopped = stop.clone();
             let service = service_fn(move |req| {
                 let n = served.fetch_add(1, Ordering::Relaxed) + 1;
-                let last = max_requests.is_some_and(|max| n >= max);
+                let last = max_requests.is_some_and(|max| n >= max)
+                    || stopped.has_changed().unwrap_or(true);
                 proxy::handle(state.load_full(), peer, req, last)
             });
             tokio::spawn(connection::serve(accepted, settings, service, stop.clone()));
-        }
+        };
         let timeout = self.state.load().config.timeouts.shutdown;
-        let _ = stopping.send(true);
+        let _ = stopping.send(Some(drain));
         self.listener.drain(timeout).await;
     }
 }
