@@ -41,6 +41,10 @@ enum Command {
         /// this process stops accepting, drains and exits 0.
         #[arg(long, value_name = "SOCKET")]
         upgrade_socket: Option<PathBuf>,
+        /// Write the pid here (after a takeover: before the old process stops), for a
+        /// supervisor such as systemd's `PIDFile=`.
+        #[arg(long, value_name = "FILE")]
+        pid_file: Option<PathBuf>,
     },
     /// Validate a configuration file and exit: 0 if valid, 2 if not.
     Check {
@@ -122,6 +126,7 @@ fn main() -> ExitCode {
             threads,
             upgrade_from,
             upgrade_socket,
+            pid_file,
         } => {
             let Some(config) = load(&path) else {
                 return ExitCode::from(EXIT_CONFIG);
@@ -131,6 +136,7 @@ fn main() -> ExitCode {
             let upgrade = upgrade::Options {
                 from: upgrade_from,
                 socket: upgrade_socket,
+                pid_file,
             };
             run_blocking(
                 threads,

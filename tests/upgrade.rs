@@ -298,8 +298,26 @@ async fn two_upgrades_under_steady_load_fail_no_request() {
     // Slow enough answers that requests are in flight at every handover: the old
     // process must finish them while it drains.
     b.delay_ms.store(15, Ordering::SeqCst);
-    let (_dir, config, socket) = setup(b.addr);
-    let mut current = Relevo::start(&config, &[Path::new("--upgrade-socket"), &socket]).await;
+    let (dir, config, socket) = setup(b.addr);
+    let pid_file = dir.path().join("relevo.pid");
+    let pid_of = || {
+        std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let mut current = Relevo::start(
+        &config,
+        &[
+            Path::new("--upgrade-socket"),
+            &socket,
+            Path::new("--pid-file"),
+            &pid_file,
+        ],
+    )
+    .await;
+    current.wait_log("a new binary can take over from").await;
+    assert_eq!(pid_of(), current.pid().to_string());
     let addr = current.addr;
     let started = Instant::now();
     let load = Load::start(addr);
@@ -314,6 +332,8 @@ async fn two_upgrades_under_steady_load_fail_no_request() {
                 &socket,
                 Path::new("--upgrade-socket"),
                 &socket,
+                Path::new("--pid-file"),
+                &pid_file,
             ],
         )
         .await;
@@ -322,6 +342,9 @@ async fn two_upgrades_under_steady_load_fail_no_request() {
         let status = current.exit().await;
         let exited = Instant::now();
         assert_eq!(status.code(), Some(0), "{:?}", current.log.lock().unwrap());
+        // Written by the successor before the old process could exit: a supervisor
+        // reading it then (systemd's PIDFile=) finds the new main process.
+        assert_eq!(pid_of(), next.pid().to_string());
         current
             .wait_log(&format!("handed the listener to pid {}", next.pid()))
             .await;
