@@ -103,6 +103,9 @@ impl Relevo {
     }
 }
 
+/// The pid file's name in the temporary directory, as deploy/relevo-upgrade expects.
+const PID_FILE: &str = "relevo.pid";
+
 /// A temporary directory with a configuration in front of `backend` and room for the
 /// upgrade socket.
 fn setup(backend: SocketAddr) -> (tempfile::TempDir, PathBuf, PathBuf) {
@@ -115,7 +118,8 @@ fn setup(backend: SocketAddr) -> (tempfile::TempDir, PathBuf, PathBuf) {
         ),
     )
     .unwrap();
-    let socket = dir.path().join("relevo.sock");
+    // The names deploy/relevo-upgrade expects in its run directory.
+    let socket = dir.path().join("upgrade.sock");
     (dir, config, socket)
 }
 
@@ -299,7 +303,7 @@ async fn two_upgrades_under_steady_load_fail_no_request() {
     // process must finish them while it drains.
     b.delay_ms.store(15, Ordering::SeqCst);
     let (dir, config, socket) = setup(b.addr);
-    let pid_file = dir.path().join("relevo.pid");
+    let pid_file = dir.path().join(PID_FILE);
     let pid_of = || {
         std::fs::read_to_string(&pid_file)
             .unwrap()
@@ -389,4 +393,90 @@ async fn a_takeover_that_never_serves_leaves_the_old_process_serving() {
     let next = Relevo::start(&config, &[Path::new("--upgrade-from"), &socket]).await;
     assert_eq!(old.exit().await.code(), Some(0));
     assert_eq!(get(next.addr, "app.test", "/", "").await.status, 200);
+}
+
+/// A process known by its pid alone (started by a script that has exited), killed when
+/// dropped.
+struct Orphan(u32);
+
+impl Drop for Orphan {
+    fn drop(&mut self) {
+        // Err or failure: it has exited already.
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &self.0.to_string()])
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upgrade_script_hands_over_and_refuses_a_bad_configuration() {
+    let b = backend("b1").await;
+    let (dir, config, socket) = setup(b.addr);
+    let pid_file = dir.path().join(PID_FILE);
+    let mut old = Relevo::start(
+        &config,
+        &[
+            Path::new("--upgrade-socket"),
+            &socket,
+            Path::new("--pid-file"),
+            &pid_file,
+        ],
+    )
+    .await;
+    old.wait_log("a new binary can take over from").await;
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let script = |config: &Path| {
+        let mut child = Command::new("sh")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/deploy/relevo-upgrade"
+            ))
+            .env("RELEVO", BIN)
+            .env("RELEVO_CONFIG", config)
+            .env("RELEVO_RUNDIR", dir.path())
+            .env("RELEVO_UPGRADE_WAIT", "10")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        // The new relevo writes here too, for as long as it runs.
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let sink = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        child
+    };
+    let pid_of = || {
+        std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+
+    // A file the new binary refuses: nothing changes.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[hosts]\n\"app.test\" = []\n").unwrap();
+    let status = tokio::time::timeout(WAIT, script(&bad).wait())
+        .await
+        .unwrap();
+    assert_eq!(status.unwrap().code(), Some(1), "{:?}", log.lock().unwrap());
+    assert_eq!(pid_of(), old.pid().to_string());
+    assert_eq!(get(old.addr, "app.test", "/", "").await.status, 200);
+
+    let status = tokio::time::timeout(WAIT, script(&config).wait())
+        .await
+        .unwrap();
+    let new = pid_of();
+    let _new = Orphan(new.parse().unwrap());
+    assert!(status.unwrap().success(), "{:?}", log.lock().unwrap());
+    assert_ne!(new, old.pid().to_string());
+    assert_eq!(old.exit().await.code(), Some(0));
+    assert_eq!(get(old.addr, "app.test", "/", "").await.status, 200);
+    let said = log.lock().unwrap().join("\n");
+    assert!(said.contains(&format!("pid {new} took over")), "{said}");
 }
