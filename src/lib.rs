@@ -12,8 +12,8 @@
 //! 5. [`upstream`]: backends, their pools, health and latency; connections to them.
 //! 6. [`proxy`]: the phases of one request, attempts and retries, the response body,
 //!    tunnels, and the session finished (access log) when the response ends.
-//! 7. [`server`]: the listener wired to the proxy, reloads.
-//! 8. [`cli`]: the dry run, the demo, running until a signal.
+//! 7. [`server`]: the listener wired to the proxy, reloads, binary upgrades.
+//! 8. [`cli`]: the dry run, the demo, running until a signal or a handover.
 
 pub mod clock;
 pub mod http;
