@@ -397,7 +397,10 @@ async fn a_takeover_that_never_serves_leaves_the_old_process_serving() {
 
 /// A process known by its pid alone (started by a script that has exited), killed when
 /// dropped.
-struct Orphan(u32);
+struct Orphan(
+    /// The pid to kill.
+    u32,
+);
 
 impl Drop for Orphan {
     fn drop(&mut self) {

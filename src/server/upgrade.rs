@@ -255,7 +255,10 @@ impl Takeover {
 
 /// The process at the other end of a Unix socket, as the kernel tells it.
 #[derive(Debug, Clone, Copy)]
-struct Peer(Option<i32>);
+struct Peer(
+    /// Its pid, for the logs, when the kernel can tell it.
+    Option<i32>,
+);
 
 impl Peer {
     fn of(stream: &UnixStream) -> Peer {
