@@ -13,8 +13,9 @@
 //! 6. [`proxy`]: the phases of one request, attempts and retries, the response body,
 //!    tunnels, and the session finished (access log) when the response ends.
 //! 7. [`admin`]: metrics, the status page and its JSON, liveness and readiness.
-//! 8. [`server`]: the listener wired to the proxy (and the admin listener), reloads.
-//! 9. [`cli`]: the dry run, the demo, running until a signal.
+//! 8. [`server`]: the listener wired to the proxy (and the admin listener), reloads,
+//!    binary upgrades.
+//! 9. [`cli`]: the dry run, the demo, running until a signal or a handover.
 
 pub mod clock;
 pub mod http;

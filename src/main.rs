@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use relevo::cli::run::{init_logging, run_blocking, serve, EXIT_CONFIG, EXIT_RUNTIME};
-use relevo::cli::{demo, dry_run, fd_limit};
+use relevo::cli::{demo, dry_run, fd_limit, upgrade};
 use relevo::Config;
 use tracing::{error, info};
 
@@ -33,6 +33,18 @@ enum Command {
         /// Worker threads (overrides `threads` in the file; default: one per CPU).
         #[arg(short, long)]
         threads: Option<usize>,
+        /// Take the listener over from the relevo offering it on this Unix socket
+        /// (hitless upgrade; `listen` is then ignored). See docs/upgrade.md.
+        #[arg(long, value_name = "SOCKET")]
+        upgrade_from: Option<PathBuf>,
+        /// Offer the listener on this Unix socket to a new binary: once it serves,
+        /// this process stops accepting, drains and exits 0.
+        #[arg(long, value_name = "SOCKET")]
+        upgrade_socket: Option<PathBuf>,
+        /// Write the pid here (after a takeover: before the old process stops), for a
+        /// supervisor such as systemd's `PIDFile=`.
+        #[arg(long, value_name = "FILE")]
+        pid_file: Option<PathBuf>,
     },
     /// Validate a configuration file and exit: 0 if valid, 2 if not.
     Check {
@@ -115,13 +127,24 @@ fn main() -> ExitCode {
         Command::Run {
             config: path,
             threads,
+            upgrade_from,
+            upgrade_socket,
+            pid_file,
         } => {
             let Some(config) = load(&path) else {
                 return ExitCode::from(EXIT_CONFIG);
             };
             init_logging(&config.log_level);
             let threads = threads.or(config.threads);
-            run_blocking(threads, async move { serve(config, Some(path)).await })
+            let upgrade = upgrade::Options {
+                from: upgrade_from,
+                socket: upgrade_socket,
+                pid_file,
+            };
+            run_blocking(
+                threads,
+                async move { serve(config, Some(path), upgrade).await },
+            )
         }
         Command::Demo {
             listen,
@@ -149,7 +172,7 @@ fn main() -> ExitCode {
                     listen: admin,
                     token: None,
                 });
-                serve(config, None).await
+                serve(config, None, upgrade::Options::default()).await
             })
         }
     }

@@ -6,8 +6,10 @@ use std::process::ExitCode;
 
 use tracing::{error, info, warn};
 
+use super::upgrade::{self, Upgrade};
 use super::{fd_limit, signals};
 use crate::config::Config;
+use crate::downstream::connection::Drain;
 use crate::server::Server;
 
 /// Exit status for a configuration that does not validate (as `nginx -t` style tools do).
@@ -50,8 +52,9 @@ pub fn run_blocking(threads: Option<usize>, fut: impl Future<Output = ExitCode>)
     }
 }
 
-/// Serves `config` until SIGTERM/SIGINT; SIGHUP reloads `path` (when there is one).
-pub async fn serve(config: Config, path: Option<PathBuf>) -> ExitCode {
+/// Serves `config` until SIGTERM/SIGINT or a handover to a new binary (`upgrade`);
+/// SIGHUP reloads `path` (when there is one).
+pub async fn serve(config: Config, path: Option<PathBuf>, upgrade: upgrade::Options) -> ExitCode {
     match fd_limit::raise() {
         Ok(limit) => match fd_limit::warning(&config, limit) {
             Some(w) => warn!("{w}"),
@@ -59,7 +62,14 @@ pub async fn serve(config: Config, path: Option<PathBuf>) -> ExitCode {
         },
         Err(e) => warn!("cannot read the open files limit: {e}"),
     }
-    let server = match Server::bind(config.clone()) {
+    let mut upgrade = match Upgrade::begin(upgrade, &config).await {
+        Ok(u) => u,
+        Err(e) => {
+            error!("upgrade: cannot take over {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    let server = match Server::bind_with(config.clone(), upgrade.inherited()) {
         Ok(s) => s,
         Err(e) => {
             error!("cannot listen on {}: {e}", config.listen);
@@ -80,12 +90,27 @@ pub async fn serve(config: Config, path: Option<PathBuf>) -> ExitCode {
     if let Some(admin) = server.admin_addr() {
         info!("admin listener on {admin}: status page http://{admin}/status, metrics http://{admin}/metrics");
     }
+    let handed_over = match upgrade.serve(&server) {
+        Ok(h) => h,
+        Err(e) => {
+            error!("upgrade: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
     tokio::spawn(signals::reopen_on_sigusr1(server.state()));
     tokio::spawn(signals::reload_on_sighup(
         server.state(),
         server.stats(),
         path,
     ));
-    server.run(signals::stop()).await;
+    server
+        .run_until(async {
+            tokio::select! {
+                _ = signals::stop() => Drain::CloseIdle,
+                // The successor serves new connections; idle ones get one more answer.
+                _ = handed_over => Drain::AnswerNext,
+            }
+        })
+        .await;
     ExitCode::SUCCESS
 }

@@ -1,6 +1,7 @@
 //! One client connection, from the screen to its close: the first head is screened,
 //! then hyper serves requests on it until the client leaves, a limit ends it or a
-//! graceful stop finishes the request in flight.
+//! graceful stop finishes the request in flight (`Drain` says what becomes of a
+//! connection waiting for its next request).
 
 use std::time::Duration;
 
@@ -27,13 +28,26 @@ pub struct Settings {
     pub max_headers: usize,
 }
 
-/// Serves one accepted connection with `service` until it closes; `stop` turning true
-/// lets the request in flight finish, then closes.
+/// What a graceful stop does with a connection that is waiting for its next request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drain {
+    /// Closes it at once: nobody takes over (SIGTERM).
+    CloseIdle,
+    /// Keeps it for its next request, answered with `Connection: close` (the service
+    /// marks every answer after the stop as the connection's last): after a handover
+    /// to a new binary, which serves the client's next connection. Closing it instead
+    /// could cross a request the client is sending, which would fail.
+    AnswerNext,
+}
+
+/// Serves one accepted connection with `service` until it closes; `stop` turning to
+/// `Some(CloseIdle)` lets the request in flight finish, then closes. Under
+/// `Some(AnswerNext)` the connection ends as usual, after the service's last answer.
 pub async fn serve<S>(
     accepted: Accepted,
     settings: Settings,
     service: S,
-    mut stop: watch::Receiver<bool>,
+    mut stop: watch::Receiver<Option<Drain>>,
 ) where
     S: HttpService<Incoming> + Send + 'static,
     S::Future: Send + 'static,
@@ -51,7 +65,7 @@ pub async fn serve<S>(
             settings.send_timeout,
             settings.max_header_bytes,
         ) => io,
-        _ = stop.changed() => None,
+        _ = close_idle(&mut stop) => None,
     };
     let Some(io) = screened else {
         return;
@@ -66,7 +80,7 @@ pub async fn serve<S>(
     let mut conn = std::pin::pin!(conn);
     let ended = tokio::select! {
         ended = conn.as_mut() => ended,
-        _ = stop.changed() => {
+        _ = close_idle(&mut stop) => {
             // Finish the request in flight (if any), then close.
             conn.as_mut().graceful_shutdown();
             conn.await
@@ -75,4 +89,11 @@ pub async fn serve<S>(
     if let Err(e) = ended {
         debug!(client = %peer, "connection ended: {e}");
     }
+}
+
+/// Resolves when the stop says to close connections between requests (or when the
+/// server is gone altogether).
+async fn close_idle(stop: &mut watch::Receiver<Option<Drain>>) {
+    // Err: the sender is dropped, the server has stopped: close as well.
+    let _ = stop.wait_for(|s| *s == Some(Drain::CloseIdle)).await;
 }

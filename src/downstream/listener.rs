@@ -3,6 +3,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,12 +76,40 @@ impl Listener {
         // A restarted proxy must get its port back while old connections sit in TIME_WAIT.
         socket.set_reuseaddr(true)?;
         socket.bind(addr)?;
-        Ok(Listener {
-            socket: socket.listen(BACKLOG)?,
+        Ok(Listener::with_slots(
+            socket.listen(BACKLOG)?,
+            max_connections,
+            stats,
+        ))
+    }
+
+    /// Serves a socket that is already listening (handed over by the relevo being
+    /// upgraded), with room for `max_connections` open connections.
+    pub fn from_std(
+        socket: std::net::TcpListener,
+        max_connections: usize,
+        stats: Arc<ServerStats>,
+    ) -> io::Result<Listener> {
+        // tokio polls the socket for readiness: a blocking accept would stall a worker.
+        socket.set_nonblocking(true)?;
+        Ok(Listener::with_slots(
+            TcpListener::from_std(socket)?,
+            max_connections,
+            stats,
+        ))
+    }
+
+    fn with_slots(
+        socket: TcpListener,
+        max_connections: usize,
+        stats: Arc<ServerStats>,
+    ) -> Listener {
+        Listener {
+            socket,
             slots: Arc::new(Semaphore::new(max_connections)),
             max: max_connections,
             stats,
-        })
+        }
     }
 
     /// The address actually bound (useful with port 0).
@@ -130,6 +159,20 @@ impl Listener {
             Ok(_) => info!("all connections closed"),
             Err(_) => warn!("shutdown timeout: closing remaining connections"),
         }
+    }
+}
+
+/// The listening socket itself, so that it can be handed to a new binary.
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
+
+/// The listening socket's descriptor number, for the calls that take one.
+impl AsRawFd for Listener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
     }
 }
 

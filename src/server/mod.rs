@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -14,12 +15,13 @@ use tokio::sync::watch;
 
 use crate::admin;
 use crate::config::Config;
-use crate::downstream::connection::{self, Settings};
+use crate::downstream::connection::{self, Drain, Settings};
 use crate::downstream::listener::Listener;
 use crate::proxy::{self, State};
 use crate::stats::ServerStats;
 
 mod reload;
+pub mod upgrade;
 
 pub use reload::{reload, reload_counted};
 
@@ -39,8 +41,21 @@ impl Server {
     /// Binds the configured listen address (inside a tokio runtime: it starts the
     /// health checkers).
     pub fn bind(config: Config) -> io::Result<Server> {
+        Server::bind_with(config, None)
+    }
+
+    /// `bind`, or with `inherited` (a listener handed over by the relevo being
+    /// upgraded, see `upgrade`) serves that one instead, ignoring `config.listen`.
+    pub fn bind_with(
+        config: Config,
+        inherited: Option<std::net::TcpListener>,
+    ) -> io::Result<Server> {
         let stats = Arc::new(ServerStats::default());
-        let listener = Listener::bind(config.listen, config.limits.max_connections, stats.clone())?;
+        let max = config.limits.max_connections;
+        let listener = match inherited {
+            Some(socket) => Listener::from_std(socket, max, stats.clone())?,
+            None => Listener::bind(config.listen, max, stats.clone())?,
+        };
         let admin_config = config.admin.clone();
         let wants_log = config.access_log != crate::config::AccessLogTarget::Off;
         let state = State::build(config, None);
@@ -75,6 +90,11 @@ impl Server {
         self.listener.local_addr()
     }
 
+    /// The listening socket, to hand over to a new binary (`upgrade::Offer`).
+    pub fn listener_fd(&self) -> BorrowedFd<'_> {
+        self.listener.as_fd()
+    }
+
     /// A handle on the live state, for reloads.
     pub fn state(&self) -> Arc<ArcSwap<State>> {
         self.state.clone()
@@ -83,17 +103,26 @@ impl Server {
     /// Serves until `shutdown` resolves, then stops accepting and waits (up to
     /// `timeouts.shutdown`) for open connections to finish their requests.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        // Tells connection tasks to finish their request and close.
-        let (stopping, stop) = watch::channel(false);
+        self.run_until(async {
+            shutdown.await;
+            Drain::CloseIdle
+        })
+        .await
+    }
+
+    /// `run`, with the stop saying what becomes of idle connections (`Drain`).
+    pub async fn run_until(self, shutdown: impl Future<Output = Drain>) {
+        // Tells connection tasks how to finish.
+        let (stopping, stop) = watch::channel(None);
         if let Some(admin) = self.admin {
             // It keeps answering while connections drain: `/ready` says so.
             tokio::spawn(admin.serve());
         }
         tokio::pin!(shutdown);
-        loop {
+        let drain = loop {
             let accepted = tokio::select! {
                 accepted = self.listener.accept() => accepted,
-                _ = &mut shutdown => break,
+                drain = &mut shutdown => break drain,
             };
             let state = self.state.clone();
             let config = state.load().config.clone();
@@ -107,16 +136,20 @@ impl Server {
             let served = AtomicU64::new(0);
             let max_requests = config.limits.max_requests_per_connection;
             let peer = accepted.peer;
+            // Seen changed once the stop is sent (an atomic load, no lock): from then
+            // on every answer closes its connection (`Drain`).
+            let stopped = stop.clone();
             let service = service_fn(move |req| {
                 let n = served.fetch_add(1, Ordering::Relaxed) + 1;
-                let last = max_requests.is_some_and(|max| n >= max);
+                let last = max_requests.is_some_and(|max| n >= max)
+                    || stopped.has_changed().unwrap_or(true);
                 proxy::handle(state.load_full(), peer, req, last)
             });
             tokio::spawn(connection::serve(accepted, settings, service, stop.clone()));
-        }
+        };
         let timeout = self.state.load().config.timeouts.shutdown;
         self.stats.draining.store(true, Ordering::Relaxed);
-        let _ = stopping.send(true);
+        let _ = stopping.send(Some(drain));
         self.listener.drain(timeout).await;
     }
 }
