@@ -483,3 +483,36 @@ async fn the_upgrade_script_hands_over_and_refuses_a_bad_configuration() {
     let said = log.lock().unwrap().join("\n");
     assert!(said.contains(&format!("pid {new} took over")), "{said}");
 }
+
+// The admin listener goes over with the proxy's: the successor serves the same admin
+// address (a fresh bind would find it still taken by the old process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_is_handed_over_too() {
+    let b = backend("b1").await;
+    let (_dir, config, socket) = setup(b.addr);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("{text}[admin]\nlisten = \"127.0.0.1:0\"\n"),
+    )
+    .unwrap();
+    let mut old = Relevo::start(&config, &[Path::new("--upgrade-socket"), &socket]).await;
+    old.wait_log("a new binary can take over from").await;
+    let admin_of = |line: String| -> SocketAddr {
+        let rest = line.split("admin listener on ").nth(1).unwrap();
+        rest.split(':')
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(":")
+            .parse()
+            .unwrap()
+    };
+    let admin = admin_of(old.wait_log("admin listener on").await);
+    assert_eq!(get(admin, "admin", "/healthz", "").await.status, 200);
+    let next = Relevo::start(&config, &[Path::new("--upgrade-from"), &socket]).await;
+    assert_eq!(admin_of(next.wait_log("admin listener on").await), admin);
+    assert_eq!(old.exit().await.code(), Some(0));
+    let r = get(admin, "admin", "/metrics", "").await;
+    assert_eq!(r.status, 200, "the successor answers on the admin address");
+    assert_eq!(get(next.addr, "app.test", "/", "").await.status, 200);
+}

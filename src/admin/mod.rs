@@ -8,6 +8,7 @@ pub mod status;
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -46,12 +47,18 @@ pub struct View {
 
 impl AdminServer {
     /// Binds the admin address (inside a tokio runtime).
+    /// With `inherited` (handed over by the relevo being upgraded), serves that socket
+    /// instead of binding `config.listen`.
     pub fn bind(
         config: &Admin,
+        inherited: Option<std::net::TcpListener>,
         state: Arc<ArcSwap<State>>,
         stats: Arc<ServerStats>,
     ) -> io::Result<AdminServer> {
-        let std = std::net::TcpListener::bind(config.listen)?;
+        let std = match inherited {
+            Some(socket) => socket,
+            None => std::net::TcpListener::bind(config.listen)?,
+        };
         std.set_nonblocking(true)?;
         Ok(AdminServer {
             listener: TcpListener::from_std(std)?,
@@ -67,6 +74,11 @@ impl AdminServer {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The listening socket's descriptor, to hand it over on an upgrade.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.listener.as_fd()
     }
 
     /// Serves admin requests, and samples the history, until the process ends.

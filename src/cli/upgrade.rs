@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use tracing::{error, info, warn};
 
 use crate::config::Config;
-use crate::server::upgrade::{Offer, Takeover, PROXY};
-use crate::server::Server;
+use crate::server::upgrade::{Offer, Takeover, ADMIN, PROXY};
+use crate::server::{Inherited, Server};
 
 /// The upgrade options of `relevo run`.
 #[derive(Debug, Clone, Default)]
@@ -33,8 +33,8 @@ pub struct Upgrade {
     socket: Option<PathBuf>,
     /// The conversation with the process taken over from, until this one serves.
     takeover: Option<Takeover>,
-    /// The listener taken over, until the server is built on it.
-    inherited: Option<std::net::TcpListener>,
+    /// The listeners taken over, until the server is built on them.
+    inherited: Inherited,
     /// Where to write this process's pid.
     pid_file: Option<PathBuf>,
 }
@@ -47,7 +47,7 @@ impl Upgrade {
         let mut upgrade = Upgrade {
             socket: options.socket,
             takeover: None,
-            inherited: None,
+            inherited: Inherited::default(),
             pid_file: options.pid_file,
         };
         let Some(from) = options.from else {
@@ -69,14 +69,27 @@ impl Upgrade {
                 config.listen
             );
         }
+        let admin = takeover.listener(ADMIN)?;
+        if let (Some(a), Some(wanted)) = (&admin, &config.admin) {
+            let addr = a.local_addr()?;
+            if addr != wanted.listen {
+                info!(
+                    "upgrade: serving the inherited admin listener {addr}; admin.listen = {} is ignored",
+                    wanted.listen
+                );
+            }
+        }
         upgrade.takeover = Some(takeover);
-        upgrade.inherited = Some(listener);
+        upgrade.inherited = Inherited {
+            proxy: Some(listener),
+            admin: admin.filter(|_| config.admin.is_some()),
+        };
         Ok(upgrade)
     }
 
-    /// The listener taken over, for `Server::bind_with` (once).
-    pub fn inherited(&mut self) -> Option<std::net::TcpListener> {
-        self.inherited.take()
+    /// The listeners taken over, for `Server::bind_with` (once).
+    pub fn inherited(&mut self) -> Inherited {
+        std::mem::take(&mut self.inherited)
     }
 
     /// Ready to serve on `server`: returns what resolves once the listener has been
@@ -87,7 +100,13 @@ impl Upgrade {
     /// socket once it has let go (its socket file is in use until then).
     pub fn serve(self, server: &Server) -> io::Result<impl Future<Output = ()>> {
         let fds = match &self.socket {
-            Some(_) => vec![(PROXY, server.listener_fd().try_clone_to_owned()?)],
+            Some(_) => {
+                let mut fds = vec![(PROXY, server.listener_fd().try_clone_to_owned()?)];
+                if let Some(admin) = server.admin_fd() {
+                    fds.push((ADMIN, admin.try_clone_to_owned()?));
+                }
+                fds
+            }
             None => Vec::new(),
         };
         let mut offer = None;

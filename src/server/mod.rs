@@ -25,6 +25,15 @@ pub mod upgrade;
 
 pub use reload::{reload, reload_counted};
 
+/// Listening sockets handed over by the relevo being upgraded.
+#[derive(Debug, Default)]
+pub struct Inherited {
+    /// The proxy's listener (then `listen` is ignored).
+    pub proxy: Option<std::net::TcpListener>,
+    /// The admin listener (then `admin.listen` is ignored).
+    pub admin: Option<std::net::TcpListener>,
+}
+
 /// A bound proxy, ready to serve.
 pub struct Server {
     /// The listening socket with its connection cap.
@@ -41,18 +50,15 @@ impl Server {
     /// Binds the configured listen address (inside a tokio runtime: it starts the
     /// health checkers).
     pub fn bind(config: Config) -> io::Result<Server> {
-        Server::bind_with(config, None)
+        Server::bind_with(config, Inherited::default())
     }
 
     /// `bind`, or with `inherited` (a listener handed over by the relevo being
     /// upgraded, see `upgrade`) serves that one instead, ignoring `config.listen`.
-    pub fn bind_with(
-        config: Config,
-        inherited: Option<std::net::TcpListener>,
-    ) -> io::Result<Server> {
+    pub fn bind_with(config: Config, inherited: Inherited) -> io::Result<Server> {
         let stats = Arc::new(ServerStats::default());
         let max = config.limits.max_connections;
-        let listener = match inherited {
+        let listener = match inherited.proxy {
             Some(socket) => Listener::from_std(socket, max, stats.clone())?,
             None => Listener::bind(config.listen, max, stats.clone())?,
         };
@@ -65,7 +71,7 @@ impl Server {
         state.start_health_checks();
         let state = Arc::new(ArcSwap::from_pointee(state));
         let admin = admin_config
-            .map(|a| admin::AdminServer::bind(&a, state.clone(), stats.clone()))
+            .map(|a| admin::AdminServer::bind(&a, inherited.admin, state.clone(), stats.clone()))
             .transpose()?;
         Ok(Server {
             listener,
@@ -93,6 +99,11 @@ impl Server {
     /// The listening socket, to hand over to a new binary (`upgrade::Offer`).
     pub fn listener_fd(&self) -> BorrowedFd<'_> {
         self.listener.as_fd()
+    }
+
+    /// The admin listener's descriptor, to hand over with the proxy's.
+    pub fn admin_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.admin.as_ref().map(|a| a.fd())
     }
 
     /// A handle on the live state, for reloads.

@@ -35,6 +35,8 @@ use tracing::{info, warn};
 
 /// The name of the listener clients connect to.
 pub const PROXY: &str = "proxy";
+/// The name of the admin listener (metrics, status page), when one is configured.
+pub const ADMIN: &str = "admin";
 
 /// The version of the conversation; an old process refuses a request for another.
 const VERSION: u32 = 1;
