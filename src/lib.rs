@@ -17,6 +17,9 @@
 //!    binary upgrades.
 //! 9. [`cli`]: the dry run, the demo, running until a signal or a handover.
 
+// Every public item says what it is for.
+#![warn(missing_docs)]
+
 pub mod clock;
 pub mod http;
 pub mod stats;
