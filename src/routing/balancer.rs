@@ -115,12 +115,7 @@ impl<B: Candidate> Balancer<B> {
 
     /// As `pick`, the member's index in `members()`.
     pub fn pick_index(&self, affinity: Option<u64>, tried: &[SocketAddr]) -> Result<usize, NoPick> {
-        let now = now_ms();
-        let avail: Vec<Availability> = self
-            .members
-            .iter()
-            .map(|m| m.backend.availability(now))
-            .collect();
+        let avail = self.availability();
         let Some(tier) = self.tier(&avail) else {
             let retry_after = self
                 .members
@@ -143,6 +138,15 @@ impl<B: Candidate> Balancer<B> {
         Ok(i)
     }
 
+    /// Each member's availability now.
+    fn availability(&self) -> Vec<Availability> {
+        let now = now_ms();
+        self.members
+            .iter()
+            .map(|m| m.backend.availability(now))
+            .collect()
+    }
+
     /// Which members a pick may choose among, given their availability: those in
     /// rotation; else the passively ejected; else (fail-open) all; else none.
     fn tier(&self, avail: &[Availability]) -> Option<fn(Availability) -> bool> {
@@ -161,12 +165,7 @@ impl<B: Candidate> Balancer<B> {
     /// The share of requests each member should get now: its weight over the weights
     /// of the members a pick may choose (all zero when none may be chosen).
     pub fn fair_shares(&self) -> Vec<f64> {
-        let now = now_ms();
-        let avail: Vec<Availability> = self
-            .members
-            .iter()
-            .map(|m| m.backend.availability(now))
-            .collect();
+        let avail = self.availability();
         let Some(tier) = self.tier(&avail) else {
             return vec![0.0; self.members.len()];
         };
