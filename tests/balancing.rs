@@ -459,3 +459,35 @@ async fn in_flight_counters_survive_a_reload() {
     })
     .await;
 }
+
+// Maglev (issue 12): two relevo instances given the same backends in another order
+// send every key to the same backend, so instances behind an L4 balancer agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_agree_under_maglev() {
+    let (b1, b2, b3) = (
+        backend("b1").await,
+        backend("b2").await,
+        backend("b3").await,
+    );
+    let entry = |order: &[SocketAddr]| {
+        let mut h = host("app.test", order);
+        h.balance = Balance::Maglev;
+        h.hash_key = HashKey::Header("x-user".parse().unwrap());
+        h
+    };
+    let p = start_proxy(vec![entry(&[b1.addr, b2.addr, b3.addr])], |_| {});
+    let q = start_proxy(vec![entry(&[b3.addr, b1.addr, b2.addr])], |_| {});
+    let mut used = std::collections::HashSet::new();
+    for user in 0..60 {
+        let extra = format!("X-User: user-{user}\r\n");
+        let a = get(p.addr, "app.test", "/", &extra).await.body;
+        let b = get(q.addr, "app.test", "/", &extra).await.body;
+        assert_eq!(a, b, "user-{user}");
+        used.insert(a);
+    }
+    assert_eq!(
+        used.len(),
+        3,
+        "the keys spread over every backend: {used:?}"
+    );
+}

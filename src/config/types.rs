@@ -133,7 +133,7 @@ pub struct HostEntryConfig {
     pub backends: Vec<BackendConfig>,
     /// How requests are spread over the backends.
     pub balance: Balance,
-    /// What `balance = "hash"` hashes.
+    /// What `balance = "hash"` and `"maglev"` hash.
     pub hash_key: HashKey,
     /// Largest request body for this host; falls back to `limits.max_body_bytes`.
     pub max_body_bytes: Option<u64>,
@@ -349,11 +349,20 @@ pub enum Balance {
     P2c,
     /// Consistent hashing (ketama ring) on `hash_key`.
     Hash,
+    /// Maglev hashing on `hash_key`: the same choice on every instance.
+    Maglev,
 }
 
 impl Balance {
     /// The names accepted in `balance = "..."`.
-    pub const NAMES: [&'static str; 5] = ["round-robin", "random", "least-conn", "p2c", "hash"];
+    pub const NAMES: [&'static str; 6] = [
+        "round-robin",
+        "random",
+        "least-conn",
+        "p2c",
+        "hash",
+        "maglev",
+    ];
 
     /// The algorithm called `name` in the configuration.
     pub fn from_name(name: &str) -> Option<Balance> {
@@ -363,6 +372,7 @@ impl Balance {
             "least-conn" => Some(Balance::LeastConn),
             "p2c" => Some(Balance::P2c),
             "hash" => Some(Balance::Hash),
+            "maglev" => Some(Balance::Maglev),
             _ => None,
         }
     }
@@ -375,6 +385,7 @@ impl Balance {
             Balance::LeastConn => "least-conn",
             Balance::P2c => "p2c",
             Balance::Hash => "hash",
+            Balance::Maglev => "maglev",
         }
     }
 }

@@ -12,6 +12,7 @@ use rand::Rng;
 
 use super::candidate::{Availability, Candidate, Member};
 use super::hash_ring::{hash_bytes, key_value, ring, RING_POINTS};
+use super::maglev::{Maglev, TABLE_SIZE};
 use crate::clock::now_ms;
 use crate::config::{Balance, HashKey};
 use crate::http::ProxyError;
@@ -43,6 +44,11 @@ enum Algorithm {
         key: HashKey,
         ring: Vec<(u64, usize)>,
     },
+    /// Maglev's lookup table: the same choice on every instance with the same backends.
+    Maglev {
+        key: HashKey,
+        table: Maglev,
+    },
 }
 
 /// Why a pick could not be made.
@@ -71,6 +77,10 @@ impl<B: Candidate> Balancer<B> {
                 key: hash_key.clone(),
                 ring: ring(&members),
             },
+            Balance::Maglev => Algorithm::Maglev {
+                key: hash_key.clone(),
+                table: Maglev::new(&members, TABLE_SIZE),
+            },
         };
         Balancer {
             members,
@@ -87,6 +97,7 @@ impl<B: Candidate> Balancer<B> {
             Algorithm::LeastConn(_) => "least-conn",
             Algorithm::P2c => "p2c",
             Algorithm::Hash { .. } => "hash",
+            Algorithm::Maglev { .. } => "maglev",
         }
     }
 
@@ -97,7 +108,7 @@ impl<B: Candidate> Balancer<B> {
 
     /// The hash of what `hash` keys on for this request; `None` for other algorithms.
     pub fn affinity(&self, client: IpAddr, headers: &HeaderMap, path: &str) -> Option<u64> {
-        let Algorithm::Hash { key, .. } = &self.algorithm else {
+        let (Algorithm::Hash { key, .. } | Algorithm::Maglev { key, .. }) = &self.algorithm else {
             return None;
         };
         Some(hash_bytes(key_value(key, client, headers, path).as_bytes()))
@@ -245,6 +256,9 @@ impl<B: Candidate> Balancer<B> {
                     a
                 }
             }
+            Algorithm::Maglev { table, .. } => table
+                .lookup(affinity.unwrap_or(0), |i| candidates.contains(&i))
+                .unwrap_or(candidates[0]),
             Algorithm::Hash { ring, .. } => {
                 let h = affinity.unwrap_or(0);
                 let start = ring.partition_point(|(point, _)| *point < h);
@@ -317,6 +331,11 @@ impl<B: Candidate> Balancer<B> {
                 key_value(key, client, headers, path),
                 affinity.unwrap_or(0),
                 RING_POINTS
+            ),
+            Algorithm::Maglev { key, .. } => format!(
+                "maglev on {key} = {:?} -> {:#018x} in a {TABLE_SIZE}-slot table (the same on every instance with these backends)",
+                key_value(key, client, headers, path),
+                affinity.unwrap_or(0),
             ),
         }
     }

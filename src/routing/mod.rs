@@ -5,6 +5,7 @@ pub mod balancer;
 pub mod candidate;
 pub mod hash_ring;
 pub mod host_table;
+pub mod maglev;
 pub mod traffic;
 
 pub use balancer::{Balancer, NoPick};
