@@ -344,32 +344,8 @@ impl<B: Candidate> Balancer<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::routing::candidate::testing::Idle;
     use std::sync::Arc;
-
-    /// An idle, healthy backend: all these algorithms need of one.
-    #[derive(Debug)]
-    struct Idle(SocketAddr);
-
-    impl Candidate for Idle {
-        fn addr(&self) -> SocketAddr {
-            self.0
-        }
-        fn in_flight(&self) -> u64 {
-            0
-        }
-        fn latency(&self) -> f64 {
-            0.0
-        }
-        fn availability(&self, _now: u64) -> Availability {
-            Availability::Up
-        }
-        fn claim_probe(&self) -> bool {
-            false
-        }
-        fn retry_after_secs(&self) -> u64 {
-            1
-        }
-    }
 
     fn members(weights: &[u32]) -> Vec<Member<Idle>> {
         weights

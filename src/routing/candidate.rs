@@ -43,3 +43,36 @@ pub struct Member<B> {
     /// Relative share of requests.
     pub weight: u32,
 }
+
+/// Backends for the routing unit tests, which need no connections.
+#[cfg(test)]
+pub mod testing {
+    use std::net::SocketAddr;
+
+    use super::{Availability, Candidate};
+
+    /// An idle, healthy backend at an address: all the algorithms need of one.
+    #[derive(Debug)]
+    pub struct Idle(pub SocketAddr);
+
+    impl Candidate for Idle {
+        fn addr(&self) -> SocketAddr {
+            self.0
+        }
+        fn in_flight(&self) -> u64 {
+            0
+        }
+        fn latency(&self) -> f64 {
+            0.0
+        }
+        fn availability(&self, _now: u64) -> Availability {
+            Availability::Up
+        }
+        fn claim_probe(&self) -> bool {
+            false
+        }
+        fn retry_after_secs(&self) -> u64 {
+            1
+        }
+    }
+}

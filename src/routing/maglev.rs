@@ -87,31 +87,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::routing::Availability;
-
-    #[derive(Debug)]
-    struct Idle(SocketAddr);
-
-    impl Candidate for Idle {
-        fn addr(&self) -> SocketAddr {
-            self.0
-        }
-        fn in_flight(&self) -> u64 {
-            0
-        }
-        fn latency(&self) -> f64 {
-            0.0
-        }
-        fn availability(&self, _now: u64) -> Availability {
-            Availability::Up
-        }
-        fn claim_probe(&self) -> bool {
-            false
-        }
-        fn retry_after_secs(&self) -> u64 {
-            1
-        }
-    }
+    use crate::routing::candidate::testing::Idle;
 
     fn members(spec: &[(u8, u32)]) -> Vec<Member<Idle>> {
         spec.iter()
