@@ -14,23 +14,15 @@ const SLACK: u64 = 64;
 /// Raises the soft limit on open files to the hard limit; returns the soft limit now
 /// in force.
 pub fn raise() -> io::Result<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                lim.rlim_cur = lim.rlim_max;
-            }
+    let lim = current()?;
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit only reads the struct passed to it.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return Ok(lim.rlim_max);
         }
     }
     Ok(lim.rlim_cur)
@@ -38,6 +30,11 @@ pub fn raise() -> io::Result<u64> {
 
 /// The hard limit on open files, the most `raise` can reach.
 pub fn hard() -> io::Result<u64> {
+    Ok(current()?.rlim_max)
+}
+
+/// The open-file limits in force.
+fn current() -> io::Result<libc::rlimit> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -46,7 +43,7 @@ pub fn hard() -> io::Result<u64> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(lim.rlim_max)
+    Ok(lim)
 }
 
 /// Descriptors `config` may need at once: every client connection, every upstream
