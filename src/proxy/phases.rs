@@ -94,7 +94,7 @@ async fn proxy(
         replayable,
         limit,
         state.timeouts().client_body,
-        entry.traffic.bytes_in.clone(),
+        &entry.traffic.bytes_in,
     )
     .await?;
     let plan = Plan {

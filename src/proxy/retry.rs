@@ -155,20 +155,20 @@ impl Resend {
         replayable: bool,
         limit: Option<u64>,
         idle: Duration,
-        counted: Arc<AtomicU64>,
+        counted: &Arc<AtomicU64>,
     ) -> Result<Resend, ProxyError> {
         let (parts, body) = req.into_parts();
         if !replayable {
             let req = Request::from_parts(
                 parts,
-                UpstreamBody::Streaming(ClientBody::new(body, limit, idle, counted)),
+                UpstreamBody::Streaming(ClientBody::new(body, limit, idle, counted.clone())),
             );
             return Ok(Resend::Streaming(Some(req)));
         }
         let body = if body.is_end_stream() {
             Bytes::new()
         } else {
-            ClientBody::new(body, limit, idle, counted)
+            ClientBody::new(body, limit, idle, counted.clone())
                 .read_all()
                 .await
                 .map_err(|e| ProxyError::from(&e))?
