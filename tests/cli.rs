@@ -3,93 +3,36 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::process::{Relevo, BIN};
 use common::*;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
 
-const BIN: &str = env!("CARGO_BIN_EXE_relevo");
-
-/// A relevo process; killed when dropped.
+/// A relevo process and the directory of its configuration; killed when dropped.
 struct Running {
-    child: Child,
-    addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
+    relevo: Relevo,
     _dir: Option<tempfile::TempDir>,
 }
 
-impl Running {
-    fn pid(&self) -> u32 {
-        self.child.id().expect("running")
+impl std::ops::Deref for Running {
+    type Target = Relevo;
+    fn deref(&self) -> &Relevo {
+        &self.relevo
     }
-    fn signal(&self, sig: &str) {
-        let ok = std::process::Command::new("kill")
-            .args([sig, &self.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-    /// Waits until a log line contains `needle`.
-    async fn wait_log(&self, needle: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(l) = self.log.lock().unwrap().iter().find(|l| l.contains(needle)) {
-                return l.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no log line with {needle:?}: {:?}",
-                self.log.lock().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-    /// Peak resident memory of the process, in KiB.
-    fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Relevo {
+        &mut self.relevo
     }
 }
 
 /// Starts `relevo ARGS...` and waits for its "listening on" line.
 async fn spawn(args: &[&str], dir: Option<tempfile::TempDir>) -> Running {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let addr = tokio::time::timeout(WAIT, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            log.lock().unwrap().push(line.clone());
-            if let Some(a) = line.split("listening on ").nth(1) {
-                return a.trim().parse::<SocketAddr>().unwrap();
-            }
-        }
-        panic!("relevo exited: {:?}", log.lock().unwrap());
-    })
-    .await
-    .expect("relevo did not start listening");
-    // Keep draining stderr so a full pipe never blocks the proxy.
-    let sink = log.clone();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            sink.lock().unwrap().push(line);
-        }
-    });
     Running {
-        child,
-        addr,
-        log,
+        relevo: Relevo::spawn(args).await,
         _dir: dir,
     }
 }

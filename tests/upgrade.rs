@@ -6,101 +6,25 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::process::{Relevo, BIN};
 use common::{backend, get, WAIT};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpStream, UnixStream};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio::task::JoinSet;
 
-const BIN: &str = env!("CARGO_BIN_EXE_relevo");
-
-/// A relevo process, killed when dropped (whatever the test's outcome).
-struct Relevo {
-    child: Child,
-    addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Drop for Relevo {
-    fn drop(&mut self) {
-        // Err: it has exited already.
-        let _ = self.child.start_kill();
-    }
-}
-
-impl Relevo {
-    /// Starts `relevo run --config CONFIG ARGS...` and waits for its "listening on".
-    async fn start(config: &Path, args: &[&Path]) -> Relevo {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("run")
-            .arg("--config")
-            .arg(config)
-            .args(["--threads", "1"]);
-        for pair in args.chunks(2) {
-            cmd.arg(pair[0]).arg(pair[1]);
-        }
-        let mut child = cmd
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let addr = tokio::time::timeout(WAIT, async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                log.lock().unwrap().push(line.clone());
-                if let Some(a) = line.split("listening on ").nth(1) {
-                    return a.trim().parse::<SocketAddr>().unwrap();
-                }
-            }
-            panic!("relevo exited: {:?}", log.lock().unwrap());
-        })
-        .await
-        .expect("relevo did not start listening");
-        // Keep draining stderr so a full pipe never blocks the proxy.
-        let sink = log.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Relevo { child, addr, log }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id().expect("running")
-    }
-
-    /// Waits until a log line contains `needle`.
-    async fn wait_log(&self, needle: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(l) = self.log.lock().unwrap().iter().find(|l| l.contains(needle)) {
-                return l.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no log line with {needle:?}: {:?}",
-                self.log.lock().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    /// Waits (bounded) for the process to exit.
-    async fn exit(&mut self) -> ExitStatus {
-        match tokio::time::timeout(WAIT, self.child.wait()).await {
-            Ok(status) => status.unwrap(),
-            Err(_) => panic!("relevo did not exit: {:?}", self.log.lock().unwrap()),
-        }
-    }
+/// Starts `relevo run --config CONFIG ARGS...` (flag, value pairs) on one thread.
+async fn start(config: &Path, args: &[&Path]) -> Relevo {
+    let mut all: Vec<&std::ffi::OsStr> = ["run", "--config"].map(std::ffi::OsStr::new).to_vec();
+    all.push(config.as_os_str());
+    all.extend(["--threads", "1"].map(std::ffi::OsStr::new));
+    all.extend(args.iter().map(|a| a.as_os_str()));
+    Relevo::spawn(all).await
 }
 
 /// The pid file's name in the temporary directory, as deploy/relevo-upgrade expects.
@@ -310,7 +234,7 @@ async fn two_upgrades_under_steady_load_fail_no_request() {
             .trim()
             .to_string()
     };
-    let mut current = Relevo::start(
+    let mut current = start(
         &config,
         &[
             Path::new("--upgrade-socket"),
@@ -329,7 +253,7 @@ async fn two_upgrades_under_steady_load_fail_no_request() {
     // Twice: the successor offers the listener in turn and can itself be replaced.
     for _ in 0..2 {
         current.wait_log("a new binary can take over from").await;
-        let mut next = Relevo::start(
+        let mut next = start(
             &config,
             &[
                 Path::new("--upgrade-from"),
@@ -371,7 +295,7 @@ async fn two_upgrades_under_steady_load_fail_no_request() {
 async fn a_takeover_that_never_serves_leaves_the_old_process_serving() {
     let b = backend("b1").await;
     let (_dir, config, socket) = setup(b.addr);
-    let mut old = Relevo::start(&config, &[Path::new("--upgrade-socket"), &socket]).await;
+    let mut old = start(&config, &[Path::new("--upgrade-socket"), &socket]).await;
     old.wait_log("a new binary can take over from").await;
     // A would-be successor that asks, gets the listener and goes away without serving
     // (a plain read: the kernel closes the descriptor that came with the answer).
@@ -390,7 +314,7 @@ async fn a_takeover_that_never_serves_leaves_the_old_process_serving() {
         assert_eq!(get(old.addr, "app.test", "/", "").await.status, 200);
     }
     // The offer stands: a real successor takes over afterwards.
-    let next = Relevo::start(&config, &[Path::new("--upgrade-from"), &socket]).await;
+    let next = start(&config, &[Path::new("--upgrade-from"), &socket]).await;
     assert_eq!(old.exit().await.code(), Some(0));
     assert_eq!(get(next.addr, "app.test", "/", "").await.status, 200);
 }
@@ -416,7 +340,7 @@ async fn the_upgrade_script_hands_over_and_refuses_a_bad_configuration() {
     let b = backend("b1").await;
     let (dir, config, socket) = setup(b.addr);
     let pid_file = dir.path().join(PID_FILE);
-    let mut old = Relevo::start(
+    let mut old = start(
         &config,
         &[
             Path::new("--upgrade-socket"),
@@ -496,7 +420,7 @@ async fn the_admin_listener_is_handed_over_too() {
         format!("{text}[admin]\nlisten = \"127.0.0.1:0\"\n"),
     )
     .unwrap();
-    let mut old = Relevo::start(&config, &[Path::new("--upgrade-socket"), &socket]).await;
+    let mut old = start(&config, &[Path::new("--upgrade-socket"), &socket]).await;
     old.wait_log("a new binary can take over from").await;
     let admin_of = |line: String| -> SocketAddr {
         let rest = line.split("admin listener on ").nth(1).unwrap();
@@ -509,7 +433,7 @@ async fn the_admin_listener_is_handed_over_too() {
     };
     let admin = admin_of(old.wait_log("admin listener on").await);
     assert_eq!(get(admin, "admin", "/healthz", "").await.status, 200);
-    let next = Relevo::start(&config, &[Path::new("--upgrade-from"), &socket]).await;
+    let next = start(&config, &[Path::new("--upgrade-from"), &socket]).await;
     assert_eq!(admin_of(next.wait_log("admin listener on").await), admin);
     assert_eq!(old.exit().await.code(), Some(0));
     let r = get(admin, "admin", "/metrics", "").await;

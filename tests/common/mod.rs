@@ -20,6 +20,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 
+pub mod process;
+
 /// Upper bound for anything a test waits on.
 pub const WAIT: Duration = Duration::from_secs(10);
 
