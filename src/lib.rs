@@ -7,7 +7,7 @@
 //! 1. [`clock`], [`http`]: the protocol vocabulary (host syntax, checks, head
 //!    rewriting, request bodies, the error type and its pages).
 //! 2. [`config`]: the validated configuration every later stage reads.
-//! 3. [`downstream`]: accept, screen the first head, serve the client connection.
+//! 3. [`downstream`]: accept, read heads and bodies, write answers: the client connection.
 //! 4. [`routing`]: the host table picks the entry, the balancer picks the backend.
 //! 5. [`upstream`]: backends, their pools, health and latency; connections to them.
 //! 6. [`proxy`]: the phases of one request, attempts and retries, the response body,

@@ -1,61 +1,38 @@
-//! The client's side of a connection once screened: the screened bytes replayed first,
-//! a bound on blocked writes, and a lingering close.
+//! How a client connection closes: gracefully ("lingering close", RFC 9112 §9.6).
+//! Closing a socket with unread input makes the kernel send a reset, which can destroy
+//! the response (a 400 or 431, say) before the client has read it. So the write side
+//! is shut and the input is read and discarded for a short while first.
 
-use std::future::Future;
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::Sleep;
 
 /// How long a closing connection keeps reading what the client still sends.
 pub(super) const LINGER_TIME: Duration = Duration::from_secs(2);
 /// How much a closing connection reads before giving up on a graceful close.
 const LINGER_BYTES: usize = 256 * 1024;
 
-/// A client stream with the bytes the screen already read put back in front.
-///
-/// When dropped, it closes gracefully ("lingering close", RFC 9112 §9.6): closing a
-/// socket with unread input makes the kernel send a reset, which can destroy the
-/// response (a 400 or 431, say) before the client has read it. So the write side is
-/// shut and the input is read and discarded for a short while first.
-///
-/// It also bounds how long a write may stay blocked (`send_timeout`): a client that
-/// stops reading its response gets its connection closed instead of pinning buffers and
-/// a backend connection forever.
-#[derive(Debug)]
-pub struct ClientStream {
-    /// Bytes the screen read, handed to hyper before the socket is read again.
-    prefix: BytesMut,
-    /// The socket; taken only by `drop`, which lingers on it.
-    stream: Option<TcpStream>,
-    /// Longest a write may stay blocked.
-    send_timeout: Duration,
-    /// Armed while a write is blocked; disarmed by any progress.
-    stalled: Option<Pin<Box<Sleep>>>,
-}
-
-impl Drop for ClientStream {
-    fn drop(&mut self) {
-        if let Some(stream) = self.stream.take() {
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                handle.spawn(linger(stream));
-            }
-        }
-    }
-}
-
+/// Lingering close of a whole socket.
 pub(super) async fn linger(mut stream: TcpStream) {
+    let (read, write) = stream.split();
+    linger_halves(read, write).await;
+}
+
+/// Lingering close of a connection whose halves are apart: shut the write side,
+/// then read and drop what still comes, within bounds.
+pub(super) async fn linger_halves<R, W>(mut read: R, mut write: W)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let _ = tokio::time::timeout(LINGER_TIME, async {
-        stream.shutdown().await?;
+        write.shutdown().await?;
         let mut sink = [0u8; 4096];
         let mut total = 0;
         while total < LINGER_BYTES {
-            match stream.read(&mut sink).await? {
+            match read.read(&mut sink).await? {
                 0 => break,
                 n => total += n,
             }
@@ -63,96 +40,4 @@ pub(super) async fn linger(mut stream: TcpStream) {
         io::Result::Ok(())
     })
     .await;
-}
-
-impl ClientStream {
-    /// The stream with `prefix` (bytes already read) to be read again first.
-    pub(super) fn new(prefix: BytesMut, stream: TcpStream, send_timeout: Duration) -> ClientStream {
-        ClientStream {
-            prefix,
-            stream: Some(stream),
-            send_timeout,
-            stalled: None,
-        }
-    }
-
-    fn stream(&mut self) -> Pin<&mut TcpStream> {
-        // `stream` is only taken in `drop`, so it is always here while in use.
-        Pin::new(self.stream.as_mut().expect("stream present until drop"))
-    }
-
-    /// Passes a write's outcome through, timing how long writes stay blocked.
-    fn watch_write<T>(
-        &mut self,
-        cx: &mut Context<'_>,
-        polled: Poll<io::Result<T>>,
-    ) -> Poll<io::Result<T>> {
-        if polled.is_ready() {
-            self.stalled = None;
-            return polled;
-        }
-        let timeout = self.send_timeout;
-        let timer = self
-            .stalled
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-        match timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "client did not read its response in time",
-            ))),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-impl AsyncRead for ClientStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix[..n]);
-            self.prefix.advance(n);
-            if self.prefix.is_empty() {
-                // Give the buffer back: the connection may now idle for a long time.
-                self.prefix = BytesMut::new();
-            }
-            return Poll::Ready(Ok(()));
-        }
-        self.stream().poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for ClientStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let polled = self.stream().poll_write(cx, buf);
-        self.watch_write(cx, polled)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let polled = self.stream().poll_write_vectored(cx, bufs);
-        self.watch_write(cx, polled)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.as_ref().is_some_and(|s| s.is_write_vectored())
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.stream().poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.stream().poll_shutdown(cx)
-    }
 }

@@ -1,19 +1,34 @@
-//! One client connection, from the screen to its close: the first head is screened,
-//! then hyper serves requests on it until the client leaves, a limit ends it or a
-//! graceful stop finishes the request in flight (`Drain` says what becomes of a
-//! connection waiting for its next request).
+//! One client connection, from its first byte to its close, in one task: read a head
+//! (`head`), hand the request to the service, write the answer (`response`) and its
+//! body, and again while the connection may stay open. The request body is read by
+//! whoever sends it on (`request_body::WireBody` takes the `Reader` and gives it
+//! back), so a body streams to the backend while its answer streams back. `Drain`
+//! says what a graceful stop does with a connection waiting for its next request.
 
+use std::future::Future;
+use std::io::IoSlice;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
-use hyper::body::{Body, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::HttpService;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::sync::watch;
+use bytes::{Bytes, BytesMut};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Body;
+use tokio::io::AsyncWrite;
+use tokio::sync::{oneshot, watch};
 use tracing::debug;
 
+use super::chunked;
+use super::client_stream::linger_halves;
+use super::head::{self, Framing as RequestFraming, Head, HeadError};
 use super::listener::Accepted;
-use super::screen;
+use super::reader::{ReadHalf, Reader};
+use super::request_body::{Inbound, Returned, WireBody};
+use super::response::{self, Asked, Framing};
+use super::upgrade::Tunnel;
+use super::writer::Writer;
 
 /// What a client connection is held to (from `timeouts` and `limits`).
 #[derive(Debug, Clone, Copy)]
@@ -40,54 +55,283 @@ pub enum Drain {
     AnswerNext,
 }
 
-/// Serves one accepted connection with `service` until it closes; `stop` turning to
-/// `Some(CloseIdle)` lets the request in flight finish, then closes. Under
+/// Serves one accepted TCP connection with `service` until it closes; `stop` turning
+/// to `Some(CloseIdle)` lets the request in flight finish, then closes. Under
 /// `Some(AnswerNext)` the connection ends as usual, after the service's last answer.
-pub async fn serve<S>(
+pub async fn serve<F, Fut, B>(
     accepted: Accepted,
     settings: Settings,
-    service: S,
-    mut stop: watch::Receiver<Option<Drain>>,
+    service: F,
+    stop: watch::Receiver<Option<Drain>>,
 ) where
-    S: HttpService<Incoming> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    S::ResBody: Send + 'static,
-    <S::ResBody as Body>::Data: Send,
-    <S::ResBody as Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    F: FnMut(Request<Inbound>) -> Fut,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: std::fmt::Display,
 {
     let Accepted { stream, peer, slot } = accepted;
-    let _slot = slot;
-    let screened = tokio::select! {
-        io = screen::screen(
-            stream,
+    let (read, write) = stream.into_split();
+    let ending = serve_io(Box::new(read), write, peer, settings, service, stop).await;
+    // The connection no longer counts against the cap while it lingers.
+    drop(slot);
+    if let Some((reader, writer)) = ending {
+        linger_halves(reader, writer.io).await;
+    }
+}
+
+/// Serves requests from `read`/`write` (a TCP or TLS stream's halves); returns the
+/// halves when the connection should close gracefully (`None`: just drop them).
+pub async fn serve_io<W, F, Fut, B>(
+    read: ReadHalf,
+    write: W,
+    peer: SocketAddr,
+    settings: Settings,
+    mut service: F,
+    mut stop: watch::Receiver<Option<Drain>>,
+) -> Option<(Reader, Writer<W>)>
+where
+    W: AsyncWrite + Send + Unpin,
+    F: FnMut(Request<Inbound>) -> Fut,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: std::fmt::Display,
+{
+    let limits = head::Limits {
+        max_bytes: settings.max_header_bytes,
+        max_headers: settings.max_headers,
+    };
+    let mut reader = Reader::new(read, BytesMut::new());
+    let mut writer = Writer::new(write, settings.send_timeout);
+    loop {
+        reader.release_if_empty();
+        let waited = tokio::time::timeout(
             settings.header_timeout,
-            settings.send_timeout,
-            settings.max_header_bytes,
-        ) => io,
-        _ = close_idle(&mut stop) => None,
-    };
-    let Some(io) = screened else {
-        return;
-    };
-    let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_timeout)
-        .max_buf_size(settings.max_header_bytes)
-        .max_headers(settings.max_headers)
-        .serve_connection(TokioIo::new(io), service)
-        .with_upgrades();
-    let mut conn = std::pin::pin!(conn);
-    let ended = tokio::select! {
-        ended = conn.as_mut() => ended,
-        _ = close_idle(&mut stop) => {
-            // Finish the request in flight (if any), then close.
-            conn.as_mut().graceful_shutdown();
-            conn.await
+            next_head(&mut reader, limits, &mut stop),
+        )
+        .await;
+        let head = match waited {
+            Ok(Next::Head(head)) => head,
+            // Silent clients, slow heads, stops and broken sockets: closed without an
+            // answer (a half-sent head gets none either, as with hyper).
+            Err(_) | Ok(Next::Closed) => return None,
+            Ok(Next::Refused(e)) => {
+                debug!(client = %peer, "refused: {e}");
+                let _ = refuse(&mut writer, e).await;
+                return Some((reader, writer));
+            }
+        };
+        let exchange = Exchange::new(head, reader, settings);
+        let Exchange {
+            request,
+            mut home,
+            asked_continue,
+            mut reader_at_home,
+            method,
+            version,
+            keep_alive,
+            accepts_trailers,
+        } = exchange;
+
+        // The answer, meanwhile sending `100 Continue` when the body is first read
+        // and watching an otherwise quiet client for a close (which cancels it).
+        let mut answer = Box::pin(service(request));
+        let mut asked_continue = asked_continue;
+        let resp = loop {
+            tokio::select! {
+                resp = &mut answer => break resp,
+                wanted = continue_wanted(&mut asked_continue) => {
+                    if !wanted {
+                        continue;
+                    }
+                    let mut line = [IoSlice::new(b"HTTP/1.1 100 Continue\r\n\r\n")];
+                    if writer.write_all(&mut line).await.is_err() {
+                        return None;
+                    }
+                }
+                filled = fill_some(&mut reader_at_home, settings.max_header_bytes) => {
+                    if !matches!(filled, Ok(n) if n > 0) {
+                        debug!(client = %peer, "client closed with its request in flight");
+                        return None;
+                    }
+                }
+            }
+        };
+        drop(answer);
+
+        let mut resp = resp;
+        let asked = Asked {
+            method: &method,
+            version,
+            accepts_trailers,
+            keep_alive,
+        };
+        let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS
+            || (method == Method::CONNECT && resp.status().is_success());
+        let tunnel = if switching {
+            resp.extensions_mut().remove::<Tunnel>()
+        } else {
+            None
+        };
+        let mut head_buf = Vec::with_capacity(256);
+        let written = response::write_head(&resp, asked, &mut head_buf);
+        if let Err(e) = write_body(&mut writer, head_buf, resp.into_body(), written.framing).await {
+            debug!(client = %peer, "response not completed: {e}");
+            return None;
         }
-    };
-    if let Err(e) = ended {
-        debug!(client = %peer, "connection ended: {e}");
+        if switching {
+            match (tunnel, reader_at_home) {
+                (Some(tunnel), Some(reader)) => tunnel.run(reader, writer.io).await,
+                _ => debug!(client = %peer, "switched protocols without a tunnel"),
+            }
+            return None;
+        }
+
+        // The reader comes back from the body (read to its end, or not).
+        let mut back = match reader_at_home.take() {
+            Some(reader) => reader,
+            None => match home.take() {
+                Some(rx) => match tokio::time::timeout(settings.header_timeout, rx).await {
+                    Ok(Ok((reader, true))) => reader,
+                    // The body was left unread: what follows is not a request.
+                    Ok(Ok((reader, false))) => return Some((reader, writer)),
+                    _ => return None,
+                },
+                None => return None,
+            },
+        };
+        if !written.keep_alive || matches!(*stop.borrow(), Some(Drain::CloseIdle)) {
+            back.release_if_empty();
+            return Some((back, writer));
+        }
+        reader = back;
+    }
+}
+
+/// What waiting for a head came to.
+#[allow(clippy::large_enum_variant)] // one per request, never stored
+enum Next {
+    /// A whole head.
+    Head(Head),
+    /// The client left, or a stop closed the idle connection.
+    Closed,
+    /// A head relevo refuses, with the status to say so.
+    Refused(HeadError),
+}
+
+/// Reads until a whole head is in the buffer. Between requests (nothing buffered) a
+/// stop that closes idle connections ends the wait.
+async fn next_head(
+    reader: &mut Reader,
+    limits: head::Limits,
+    stop: &mut watch::Receiver<Option<Drain>>,
+) -> Next {
+    loop {
+        if !reader.buf.is_empty() {
+            match head::parse(&mut reader.buf, limits) {
+                Ok(Some(head)) => return Next::Head(head),
+                Ok(None) => {}
+                Err(e) => return Next::Refused(e),
+            }
+        }
+        let filled = if reader.buf.is_empty() {
+            tokio::select! {
+                filled = reader.fill() => filled,
+                _ = close_idle(stop) => return Next::Closed,
+            }
+        } else {
+            reader.fill().await
+        };
+        match filled {
+            Ok(0) | Err(_) => return Next::Closed,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// One request as the connection sees it while it is served.
+struct Exchange {
+    /// What goes to the service.
+    request: Request<Inbound>,
+    /// Where the reader comes back from the body.
+    home: Option<oneshot::Receiver<Returned>>,
+    /// Fires when the body is first read and a 100 is owed.
+    asked_continue: Option<oneshot::Receiver<()>>,
+    /// The reader, when the request has no body to take it.
+    reader_at_home: Option<Reader>,
+    /// The method: HEAD and CONNECT answers are framed apart.
+    method: Method,
+    /// The client's version.
+    version: http::Version,
+    /// Whether the head allows another request after this one.
+    keep_alive: bool,
+    /// `TE: trailers`.
+    accepts_trailers: bool,
+}
+
+impl Exchange {
+    fn new(head: Head, reader: Reader, settings: Settings) -> Exchange {
+        let Head {
+            parts,
+            framing,
+            keep_alive,
+            expect_continue,
+            accepts_trailers,
+        } = head;
+        let method = parts.method.clone();
+        let version = parts.version;
+        let length = match framing {
+            RequestFraming::Empty => None,
+            RequestFraming::Length(n) => Some(Some(n)),
+            RequestFraming::Chunked => Some(None),
+        };
+        let (body, home, asked_continue, reader_at_home) = match length {
+            None => (Inbound::Empty, None, None, Some(reader)),
+            Some(length) => {
+                let (tx, rx) = oneshot::channel();
+                let (continue_tx, continue_rx) = if expect_continue {
+                    let (t, r) = oneshot::channel();
+                    (Some(t), Some(r))
+                } else {
+                    (None, None)
+                };
+                let body =
+                    WireBody::new(reader, length, settings.max_header_bytes, tx, continue_tx);
+                (Inbound::Wire(body), Some(rx), continue_rx, None)
+            }
+        };
+        Exchange {
+            request: Request::from_parts(parts, body),
+            home,
+            asked_continue,
+            reader_at_home,
+            method,
+            version,
+            keep_alive,
+            accepts_trailers,
+        }
+    }
+}
+
+/// Reads ahead while a request without a body is served: pipelined bytes are kept
+/// (up to a head's limit), and `Ok(0)` says the client closed. Pending forever when
+/// there is no reader here or the buffer is full.
+async fn fill_some(reader: &mut Option<Reader>, max: usize) -> std::io::Result<usize> {
+    match reader {
+        Some(reader) if reader.buf.len() < max => reader.fill().await,
+        _ => std::future::pending().await,
+    }
+}
+
+/// Resolves when the body asks for its `100 Continue` (true), or can no longer ask
+/// (false); pending forever when no 100 is owed. Either way it is owed no more.
+async fn continue_wanted(asked: &mut Option<oneshot::Receiver<()>>) -> bool {
+    match asked {
+        Some(rx) => {
+            let wanted = rx.await.is_ok();
+            *asked = None;
+            wanted
+        }
+        None => std::future::pending().await,
     }
 }
 
@@ -96,4 +340,152 @@ pub async fn serve<S>(
 async fn close_idle(stop: &mut watch::Receiver<Option<Drain>>) {
     // Err: the sender is dropped, the server has stopped: close as well.
     let _ = stop.wait_for(|s| *s == Some(Drain::CloseIdle)).await;
+}
+
+/// Answers a refused head with its status and a page, closing the connection.
+async fn refuse<W: AsyncWrite + Unpin>(
+    writer: &mut Writer<W>,
+    e: HeadError,
+) -> std::io::Result<()> {
+    let mut page = crate::http::page::page(e.status(), &e.to_string()).map(Full::new);
+    page.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    let asked = Asked {
+        method: &Method::GET,
+        version: http::Version::HTTP_11,
+        accepts_trailers: false,
+        keep_alive: false,
+    };
+    let mut head = Vec::with_capacity(256);
+    let written = response::write_head(&page, asked, &mut head);
+    write_body(writer, head, page.into_body(), written.framing)
+        .await
+        .map_err(std::io::Error::other)
+}
+
+/// Writes a head and the body after it, framed by `framing`. The head goes out with
+/// the first piece of the body when that is ready at once (one `writev`); otherwise
+/// alone, so a client sees a slow response begin.
+async fn write_body<W, B>(
+    writer: &mut Writer<W>,
+    head: Vec<u8>,
+    mut body: B,
+    framing: Framing,
+) -> Result<(), String>
+where
+    W: AsyncWrite + Unpin,
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let io = |e: std::io::Error| e.to_string();
+    if framing == Framing::None {
+        return writer
+            .write_all(&mut [IoSlice::new(&head)])
+            .await
+            .map_err(io);
+    }
+    let mut head = Some(head);
+    let mut sent: u64 = 0;
+    let mut trailers = None;
+    let mut line = Vec::with_capacity(20);
+    loop {
+        if let Framing::Length(n) = framing {
+            if sent == n {
+                break;
+            }
+        }
+        let frame = if head.is_some() {
+            match poll_once(&mut body).await {
+                Poll::Ready(frame) => frame,
+                Poll::Pending => {
+                    if let Some(h) = head.take() {
+                        writer
+                            .write_all(&mut [IoSlice::new(&h)])
+                            .await
+                            .map_err(io)?;
+                    }
+                    continue;
+                }
+            }
+        } else {
+            body.frame().await
+        };
+        let frame = match frame {
+            None => break,
+            Some(Err(e)) => return Err(format!("response body failed: {e}")),
+            Some(Ok(frame)) => frame,
+        };
+        let data = match frame.into_data() {
+            Ok(data) => data,
+            Err(frame) => {
+                trailers = frame.into_trailers().ok();
+                break;
+            }
+        };
+        if data.is_empty() {
+            continue;
+        }
+        let first = head.take().unwrap_or_default();
+        line.clear();
+        match framing {
+            Framing::Length(n) => {
+                if sent + data.len() as u64 > n {
+                    return Err("response body longer than its length".into());
+                }
+                writer
+                    .write_all(&mut [IoSlice::new(&first), IoSlice::new(&data)])
+                    .await
+                    .map_err(io)?;
+            }
+            Framing::Chunked { .. } => {
+                chunked::size_line(data.len(), &mut line);
+                writer
+                    .write_all(&mut [
+                        IoSlice::new(&first),
+                        IoSlice::new(&line),
+                        IoSlice::new(&data),
+                        IoSlice::new(b"\r\n"),
+                    ])
+                    .await
+                    .map_err(io)?;
+            }
+            Framing::Close | Framing::None => {
+                writer
+                    .write_all(&mut [IoSlice::new(&first), IoSlice::new(&data)])
+                    .await
+                    .map_err(io)?;
+            }
+        }
+        sent += data.len() as u64;
+    }
+    let first = head.take().unwrap_or_default();
+    match framing {
+        Framing::Length(n) if sent < n => {
+            if !first.is_empty() {
+                let _ = writer.write_all(&mut [IoSlice::new(&first)]).await;
+            }
+            Err(format!("response body ended after {sent} of {n} bytes"))
+        }
+        Framing::Chunked { trailers: allowed } => {
+            line.clear();
+            chunked::last_chunk(trailers.as_ref().filter(|_| allowed), &mut line);
+            writer
+                .write_all(&mut [IoSlice::new(&first), IoSlice::new(&line)])
+                .await
+                .map_err(io)
+        }
+        _ if !first.is_empty() => writer
+            .write_all(&mut [IoSlice::new(&first)])
+            .await
+            .map_err(io),
+        _ => Ok(()),
+    }
+}
+
+/// A body's next frame, as `poll_frame` gives it.
+type Polled<B> = Option<Result<hyper::body::Frame<<B as Body>::Data>, <B as Body>::Error>>;
+
+/// Polls a body once: its next frame if it is ready now.
+fn poll_once<B: Body + Unpin>(body: &mut B) -> impl Future<Output = Poll<Polled<B>>> + '_ {
+    std::future::poll_fn(move |cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx)))
 }

@@ -1,8 +1,15 @@
-//! The client side of relevo: the listening socket, the screen of a connection's first
-//! head, the client stream (lingering close, blocked-write timeout) and the serving of
-//! one connection with hyper. It knows nothing of what a request is for.
+//! The client side of relevo, its own HTTP/1.1 connection layer: the listening
+//! socket, request heads parsed with `httparse`, request bodies read off the
+//! connection, response heads and bodies written back, tunnels after an upgrade and
+//! the lingering close. It knows nothing of what a request is for.
 
+pub mod chunked;
 pub mod client_stream;
 pub mod connection;
+pub mod head;
 pub mod listener;
-pub mod screen;
+pub mod reader;
+pub mod request_body;
+pub mod response;
+pub mod upgrade;
+pub mod writer;

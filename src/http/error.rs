@@ -7,8 +7,6 @@ use std::time::Duration;
 
 use http::StatusCode;
 
-use super::request_body::ClientBodyError;
-
 /// Who caused a failure: the answer health feedback, retries and log levels share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -272,4 +270,18 @@ fn find_cause<'a, T: std::error::Error + 'static>(
         cause = c.source();
     }
     None
+}
+
+/// Why a client's request body could not be read to its end.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientBodyError {
+    /// More bytes than the entry's limit (413).
+    #[error("request body exceeds the limit of {0} bytes")]
+    TooLarge(u64),
+    /// No data for longer than `timeouts.client_body` (408).
+    #[error("no request body data for {0:?}")]
+    Stalled(Duration),
+    /// Malformed framing or an early close (400).
+    #[error("{0}")]
+    Broken(String),
 }

@@ -7,7 +7,6 @@ pub mod error;
 pub mod fields;
 pub mod host;
 pub mod page;
-pub mod request_body;
 pub mod rewrite;
 
 pub use error::{ProxyError, Retry, Side};

@@ -11,7 +11,7 @@ use tracing::debug;
 
 use super::response_body::ProxyBody;
 use super::state::{Entry, State};
-use crate::http::request_body::UpstreamBody;
+use crate::downstream::request_body::UpstreamBody;
 use crate::http::{rewrite, ProxyError};
 use crate::upstream::backend::Queue;
 use crate::upstream::{recovery, Backend, PooledConn};

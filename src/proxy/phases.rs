@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::{header, Method, Request, Response};
-use hyper::body::{Body, Incoming};
+use hyper::body::Body;
 use tracing::{debug, error, warn};
 
 use super::response_body::ProxyBody;
@@ -15,14 +15,16 @@ use super::retry::{self, Plan, Resend};
 use super::session::Session;
 use super::state::State;
 use super::tunnel;
+use crate::downstream::request_body::Inbound;
 use crate::http::{checks, host, rewrite, ProxyError, Side};
 
-/// hyper's service entry point: never fails, every error becomes a response.
+/// The service entry point of both connection layers: never fails, every error
+/// becomes a response.
 /// `last` marks the last request the connection may carry (`max_requests_per_connection`).
 pub async fn handle(
     state: Arc<State>,
     client: SocketAddr,
-    req: Request<Incoming>,
+    req: Request<Inbound>,
     last: bool,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let mut session = Box::new(Session::new(client, &req, state.clone()));
@@ -48,9 +50,22 @@ pub async fn handle(
     Ok(resp.map(|body| body.with_session(session)))
 }
 
+/// `handle` for relevo's own connection layer, which takes the response itself.
+pub async fn answer(
+    state: Arc<State>,
+    client: SocketAddr,
+    req: Request<Inbound>,
+    last: bool,
+) -> Response<ProxyBody> {
+    match handle(state, client, req, last).await {
+        Ok(resp) => resp,
+        Err(never) => match never {},
+    }
+}
+
 async fn proxy(
     state: &State,
-    mut req: Request<Incoming>,
+    mut req: Request<Inbound>,
     session: &mut Session,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     checks::before_routing(&req, state.config.limits.max_uri_bytes)?;
@@ -77,10 +92,10 @@ async fn proxy(
         .balancer
         .affinity(session.client.ip(), req.headers(), req.uri().path());
     let idempotent = req.method().is_idempotent();
-    // RFC 9110 §7.8: an upgrade the client asks for goes to the backend; the client's
-    // side of the tunnel is taken before the request is rewritten.
+    // RFC 9110 §7.8: an upgrade the client asks for goes to the backend; the client
+    // connection relays the tunnel once the backend's 101 is written.
     let upgrade = rewrite::upgrade_protocol(&req);
-    let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+    let wants_upgrade = upgrade.is_some();
 
     // Rewrite the head once; keep the body where a retry can find it again.
     let req = rewrite::request(req, &target, session.client, upgrade);
@@ -101,7 +116,7 @@ async fn proxy(
         entry: &entry,
         affinity,
         idempotent,
-        client_upgrade,
+        wants_upgrade,
     };
     retry::run(state, plan, resend, session).await
 }

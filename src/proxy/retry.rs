@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, Uri};
-use hyper::body::{Body, Incoming};
-use hyper::upgrade::OnUpgrade;
+use hyper::body::Body;
 use tracing::{debug, warn};
 
 use super::attempt::{self, Exchanged, How};
@@ -18,7 +17,7 @@ use super::response_body::ProxyBody;
 use super::session::Session;
 use super::state::{Entry, State};
 use super::tunnel;
-use crate::http::request_body::{ClientBody, UpstreamBody};
+use crate::downstream::request_body::{ClientBody, Inbound, UpstreamBody};
 use crate::http::{ProxyError, Retry};
 use crate::routing::NoPick;
 use crate::upstream::Backend;
@@ -31,8 +30,8 @@ pub struct Plan<'a> {
     pub affinity: Option<u64>,
     /// Whether the method may be sent twice (RFC 9110 §9.2.2).
     pub idempotent: bool,
-    /// The client's side of an upgrade it asked for, if any.
-    pub client_upgrade: Option<OnUpgrade>,
+    /// Whether the client asked for an upgrade (a 101 is expected only then).
+    pub wants_upgrade: bool,
 }
 
 /// Tries `resend` on the entry's backends until one answers or retrying is no longer
@@ -79,18 +78,13 @@ pub async fn run(
                 return Ok(resp);
             }
             Ok(Exchanged::Switching(resp, upstream)) => {
-                let Some(client_side) = plan.client_upgrade else {
+                if !plan.wants_upgrade {
                     // A 101 nobody asked for: the backend is not speaking HTTP/1.1 to us.
                     return Err(ProxyError::UnexpectedUpgrade(backend.addr));
-                };
+                }
                 session.upstream_time = Some(sent.elapsed());
-                tunnel::spawn_upgraded(
-                    client_side,
-                    upstream,
-                    state.timeouts().tunnel_idle,
-                    backend.addr,
-                );
-                return Ok(resp);
+                let idle = state.timeouts().tunnel_idle;
+                return Ok(tunnel::upgraded(resp, upstream, idle, backend.addr));
             }
             Err(failure) => failure,
         };
@@ -151,7 +145,7 @@ pub enum Resend {
 impl Resend {
     /// Reads a small body in full when `replayable`; otherwise leaves it streaming.
     pub async fn new(
-        req: Request<Incoming>,
+        req: Request<Inbound>,
         replayable: bool,
         limit: Option<u64>,
         idle: Duration,

@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use hyper::service::service_fn;
 use tokio::sync::watch;
 
 use crate::admin;
@@ -150,12 +149,12 @@ impl Server {
             // Seen changed once the stop is sent (an atomic load, no lock): from then
             // on every answer closes its connection (`Drain`).
             let stopped = stop.clone();
-            let service = service_fn(move |req| {
+            let service = move |req| {
                 let n = served.fetch_add(1, Ordering::Relaxed) + 1;
                 let last = max_requests.is_some_and(|max| n >= max)
                     || stopped.has_changed().unwrap_or(true);
-                proxy::handle(state.load_full(), peer, req, last)
-            });
+                proxy::answer(state.load_full(), peer, req, last)
+            };
             tokio::spawn(connection::serve(accepted, settings, service, stop.clone()));
         };
         let timeout = self.state.load().config.timeouts.shutdown;

@@ -9,7 +9,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tracing::debug;
 
-use crate::http::request_body::UpstreamBody;
+use crate::downstream::request_body::UpstreamBody;
 use crate::http::ProxyError;
 
 /// A new connection to `addr`, its read buffer capped at `read_buffer` bytes.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use hyper::client::conn::http1::SendRequest;
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::http::request_body::UpstreamBody;
+use crate::downstream::request_body::UpstreamBody;
 
 /// Idle connections to one backend, most recently used last.
 #[derive(Debug)]

@@ -1,0 +1,367 @@
+//! A client's request head, parsed with `httparse` (the parser hyper uses) out of the
+//! connection's read buffer, and the framing it implies (RFC 9112 §2-§6). The rules
+//! are hyper's server rules, so relevo's verdict on a head is the one hyper gave
+//! (`tests/differential.rs` holds them side by side), plus two of relevo's own: a
+//! foreign major version is 505 and a higher minor version is read as HTTP/1.1.
+
+use std::mem::MaybeUninit;
+
+use bytes::BytesMut;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, StatusCode, Uri, Version};
+
+/// How the request's body is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body.
+    Empty,
+    /// Exactly this many bytes (`Content-Length`).
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// A parsed request head and what it says about the connection.
+#[derive(Debug)]
+pub struct Head {
+    /// Method, target, version and fields.
+    pub parts: http::request::Parts,
+    /// How the body that follows is delimited.
+    pub framing: Framing,
+    /// Whether the connection may carry another request after this one.
+    pub keep_alive: bool,
+    /// `Expect: 100-continue`: the client waits for a 100 before sending its body.
+    pub expect_continue: bool,
+    /// The client offered `TE: trailers` (RFC 9110 §10.1.4): trailers may be sent.
+    pub accepts_trailers: bool,
+}
+
+/// Why a head was refused; each maps to the status relevo answers before closing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HeadError {
+    /// The head is larger than `limits.max_header_bytes`, or has more fields than
+    /// `limits.max_headers` (431, RFC 6585 §5).
+    #[error("request head too large")]
+    TooLarge,
+    /// A target longer than hyper's limit (414).
+    #[error("request target too long")]
+    UriTooLong,
+    /// An HTTP major version other than 1 (505, RFC 9110 §15.6.6).
+    #[error("HTTP version not supported")]
+    Version,
+    /// Anything else malformed (400).
+    #[error("malformed request head: {0}")]
+    Bad(&'static str),
+}
+
+impl HeadError {
+    /// The status the client is answered with.
+    pub fn status(self) -> StatusCode {
+        match self {
+            HeadError::TooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            HeadError::UriTooLong => StatusCode::URI_TOO_LONG,
+            HeadError::Version => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+            HeadError::Bad(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// The longest target hyper takes (`MAX_URI_LEN`); `limits.max_uri_bytes` is
+/// checked later, with the rest of relevo's own rules.
+const MAX_URI_LEN: usize = (u16::MAX - 1) as usize;
+/// Field slots on the stack; a larger `max_headers` takes a heap vector per parse.
+const STACK_HEADERS: usize = 128;
+
+/// What a parse is held to.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest head, in bytes.
+    pub max_bytes: usize,
+    /// Most fields.
+    pub max_headers: usize,
+}
+
+/// Parses the head at the start of `buf`, taking its bytes out of `buf` when it is
+/// complete. `Ok(None)`: more bytes are needed (and `buf` is still within the limit).
+pub fn parse(buf: &mut BytesMut, limits: Limits) -> Result<Option<Head>, HeadError> {
+    screen_version(buf)?;
+    let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
+    let mut heap = Vec::new();
+    let slots: &mut [MaybeUninit<httparse::Header<'_>>] = if limits.max_headers <= STACK_HEADERS {
+        &mut stack[..limits.max_headers]
+    } else {
+        heap.resize_with(limits.max_headers, MaybeUninit::uninit);
+        &mut heap
+    };
+    let mut req = httparse::Request::new(&mut []);
+    let parsed =
+        httparse::ParserConfig::default().parse_request_with_uninit_headers(&mut req, buf, slots);
+    let len = match parsed {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() >= limits.max_bytes => {
+            return Err(HeadError::TooLarge)
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(httparse::Error::Token) if req.method.is_none() => {
+            return Err(HeadError::Bad("invalid method"))
+        }
+        Err(httparse::Error::Token) => return Err(HeadError::Bad("invalid request target")),
+        Err(httparse::Error::Version) => return Err(HeadError::Bad("invalid version")),
+        Err(httparse::Error::HeaderName) => return Err(HeadError::Bad("invalid field name")),
+        Err(httparse::Error::HeaderValue) => return Err(HeadError::Bad("invalid field value")),
+        Err(_) => return Err(HeadError::Bad("invalid request line")),
+    };
+    if len > limits.max_bytes {
+        return Err(HeadError::TooLarge);
+    }
+    // httparse has checked every piece, so these are all present.
+    let (Some(method), Some(path), Some(minor)) = (req.method, req.path, req.version) else {
+        return Err(HeadError::Bad("incomplete request line"));
+    };
+    if path.len() > MAX_URI_LEN {
+        return Err(HeadError::UriTooLong);
+    }
+    let method = Method::from_bytes(method.as_bytes()).map_err(|_| HeadError::Bad("method"))?;
+    let base = buf.as_ptr() as usize;
+    let offset = |s: &[u8]| s.as_ptr() as usize - base;
+    let path_at = (offset(path.as_bytes()), path.len());
+    let mut fields: Vec<((usize, usize), (usize, usize))> = Vec::with_capacity(req.headers.len());
+    for h in req.headers.iter() {
+        fields.push((
+            (offset(h.name.as_bytes()), h.name.len()),
+            (offset(h.value), h.value.len()),
+        ));
+    }
+    // The head's bytes, shared by the target and the field values (no copies).
+    let bytes = buf.split_to(len).freeze();
+    let slice = |(at, n): (usize, usize)| bytes.slice(at..at + n);
+    let uri = Uri::from_maybe_shared(slice(path_at)).map_err(|_| HeadError::Bad("target"))?;
+    let version = if minor == 1 {
+        Version::HTTP_11
+    } else {
+        Version::HTTP_10
+    };
+    let mut headers = HeaderMap::with_capacity(fields.len());
+    for (name, value) in fields {
+        let name = HeaderName::from_bytes(&bytes[name.0..name.0 + name.1])
+            .map_err(|_| HeadError::Bad("invalid field name"))?;
+        let value = HeaderValue::from_maybe_shared(slice(value))
+            .map_err(|_| HeadError::Bad("invalid field value"))?;
+        headers.append(name, value);
+    }
+    let meaning = Meaning::of(&mut headers, version)?;
+    let mut head = Request::new(());
+    *head.method_mut() = method;
+    *head.uri_mut() = uri;
+    *head.version_mut() = version;
+    *head.headers_mut() = headers;
+    let (parts, ()) = head.into_parts();
+    Ok(Some(Head {
+        parts,
+        framing: meaning.framing,
+        keep_alive: meaning.keep_alive,
+        expect_continue: meaning.expect_continue,
+        accepts_trailers: meaning.accepts_trailers,
+    }))
+}
+
+/// What the fields say about framing and the connection, by hyper's rules.
+struct Meaning {
+    framing: Framing,
+    keep_alive: bool,
+    expect_continue: bool,
+    accepts_trailers: bool,
+}
+
+impl Meaning {
+    fn of(headers: &mut HeaderMap, version: Version) -> Result<Meaning, HeadError> {
+        let is_11 = version == Version::HTTP_11;
+        let mut keep_alive = is_11;
+        let mut saw_close = false;
+        for v in headers.get_all(header::CONNECTION) {
+            if saw_close || has_token(v.as_bytes(), b"close") {
+                saw_close = true;
+                keep_alive = false;
+            } else if !is_11 && has_token(v.as_bytes(), b"keep-alive") {
+                keep_alive = true;
+            }
+        }
+        let mut framing = Framing::Empty;
+        let te = headers.get_all(header::TRANSFER_ENCODING);
+        let has_te = te.iter().next().is_some();
+        let has_cl = headers.contains_key(header::CONTENT_LENGTH);
+        if has_te {
+            // RFC 9112 §6.1: a 1.0 message cannot be chunked; any other final coding
+            // leaves a request without a length (400, §6.3 item 4).
+            if !is_11 {
+                return Err(HeadError::Bad("transfer-encoding in an HTTP/1.0 request"));
+            }
+            let chunked_last = te
+                .iter()
+                .next_back()
+                .is_some_and(|v| last_element(v.as_bytes()).eq_ignore_ascii_case(b"chunked"));
+            if !chunked_last {
+                return Err(HeadError::Bad("transfer-encoding does not end in chunked"));
+            }
+            framing = Framing::Chunked;
+            // §6.1: a message with both may be an attempt to smuggle; it is read as
+            // chunked, its Content-Length dropped (never forwarded), and the
+            // connection closes after it.
+            if has_cl {
+                headers.remove(header::CONTENT_LENGTH);
+                keep_alive = false;
+            }
+        } else if has_cl {
+            let mut length = None;
+            for v in headers.get_all(header::CONTENT_LENGTH) {
+                let n = content_length(v.as_bytes()).ok_or(HeadError::Bad("content-length"))?;
+                if length.is_some_and(|prev| prev != n) {
+                    return Err(HeadError::Bad("conflicting content-length"));
+                }
+                length = Some(n);
+            }
+            if let Some(n) = length.filter(|&n| n > 0) {
+                framing = Framing::Length(n);
+            }
+        }
+        let expect_continue = headers
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        let accepts_trailers = headers
+            .get_all(header::TE)
+            .iter()
+            .any(|v| has_token(v.as_bytes(), b"trailers"));
+        Ok(Meaning {
+            framing,
+            keep_alive,
+            expect_continue,
+            accepts_trailers,
+        })
+    }
+}
+
+/// RFC 9110 §8.6: `1*DIGIT`, nothing else (hyper's `content_length_parse`).
+fn content_length(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 19 {
+        return None;
+    }
+    v.iter().try_fold(0u64, |n, &b| {
+        b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
+    })
+}
+
+/// Whether a comma-separated list field holds `token` (case-insensitive).
+pub fn has_token(v: &[u8], token: &[u8]) -> bool {
+    v.split(|&b| b == b',')
+        .any(|e| e.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+fn last_element(v: &[u8]) -> &[u8] {
+    v.rsplit(|&b| b == b',').next().unwrap_or(v).trim_ascii()
+}
+
+/// Looks at the request line as soon as it is complete: a foreign major version is
+/// refused (505), a higher minor version is rewritten to 1 in place (RFC 9110 §2.5,
+/// RFC 9112 §2.3: processed as HTTP/1.1) before httparse, which knows only 1.0 and
+/// 1.1, sees it. Leading empty lines are skipped as httparse does (RFC 9112 §2.2).
+fn screen_version(buf: &mut BytesMut) -> Result<(), HeadError> {
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    let Some(end) = buf[start..].iter().position(|&b| b == b'\n') else {
+        return Ok(());
+    };
+    let end = start + end;
+    let line_end = if end > start && buf[end - 1] == b'\r' {
+        end - 1
+    } else {
+        end
+    };
+    let line = &mut buf[start..line_end];
+    let Some(space) = line.iter().rposition(|&b| b == b' ') else {
+        return Ok(());
+    };
+    match &mut line[space + 1..] {
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            if *major != b'1' {
+                return Err(HeadError::Version);
+            }
+            if *minor > b'1' {
+                *minor = b'1';
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A head's bytes as one shared buffer: what the differential test and the fuzz
+/// target feed to `parse`.
+pub fn parse_bytes(bytes: &[u8], limits: Limits) -> Result<Option<Head>, HeadError> {
+    let mut buf = BytesMut::from(bytes);
+    parse(&mut buf, limits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        max_bytes: 8192,
+        max_headers: 16,
+    };
+
+    fn verdict(head: &[u8]) -> Result<Option<Framing>, HeadError> {
+        parse_bytes(head, LIMITS).map(|h| h.map(|h| h.framing))
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112_section_6() {
+        assert_eq!(
+            verdict(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Ok(Some(Framing::Empty))
+        );
+        assert_eq!(
+            verdict(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n"),
+            Ok(Some(Framing::Length(5)))
+        );
+        assert_eq!(
+            verdict(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+            Ok(Some(Framing::Chunked))
+        );
+        assert!(verdict(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n").is_err());
+        assert!(verdict(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n").is_err());
+        assert!(
+            verdict(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n").is_err()
+        );
+        assert!(verdict(b"POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n").is_err());
+        assert_eq!(verdict(b"GET / HTTP/1.1\r\nHost: a\r\n"), Ok(None));
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(verdict(b"GET / HTTP/2.0\r\n\r\n"), Err(HeadError::Version));
+        let h = parse_bytes(b"GET / HTTP/1.2\r\n\r\n", LIMITS)
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.parts.version, Version::HTTP_11);
+        let h = parse_bytes(b"\r\nGET / HTTP/1.0\r\n\r\n", LIMITS)
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.parts.version, Version::HTTP_10);
+        assert!(!h.keep_alive);
+    }
+
+    #[test]
+    fn limits() {
+        let many: String = (0..20).map(|i| format!("x{i}: y\r\n")).collect();
+        let head = format!("GET / HTTP/1.1\r\n{many}\r\n");
+        assert_eq!(verdict(head.as_bytes()), Err(HeadError::TooLarge));
+        let long = format!("GET / HTTP/1.1\r\nx: {}\r\n", "a".repeat(9000));
+        assert_eq!(verdict(long.as_bytes()), Err(HeadError::TooLarge));
+    }
+}
