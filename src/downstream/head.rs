@@ -142,7 +142,9 @@ pub fn parse(buf: &mut BytesMut, limits: Limits) -> Result<Option<Head>, HeadErr
     } else {
         Version::HTTP_10
     };
-    let mut headers = HeaderMap::with_capacity(fields.len());
+    // Room for the fields the rewrite adds (X-Forwarded-For, Via), so the map does
+    // not grow on the way to the backend.
+    let mut headers = HeaderMap::with_capacity(fields.len() + 3);
     for (name, value) in fields {
         let name = HeaderName::from_bytes(&bytes[name.0..name.0 + name.1])
             .map_err(|_| HeadError::Bad("invalid field name"))?;

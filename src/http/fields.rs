@@ -14,18 +14,25 @@ pub fn list_elements(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Ite
         .filter(|e| !e.is_empty())
 }
 
-/// Appends `value` to a list-valued field, folding earlier lines into one.
-pub fn append(headers: &mut HeaderMap, name: HeaderName, value: &str) {
-    let mut joined = String::new();
-    for v in headers.get_all(&name) {
-        if let Ok(s) = v.to_str() {
-            joined.push_str(s);
-            joined.push_str(", ");
+/// Appends `value` to a list-valued field, folding earlier lines into one. The usual
+/// case, no earlier line, is one lookup and no copy.
+pub fn append(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue) {
+    use http::header::Entry;
+    match headers.entry(name) {
+        Entry::Vacant(slot) => {
+            slot.insert(value);
         }
-    }
-    joined.push_str(value);
-    if let Ok(v) = HeaderValue::from_str(&joined) {
-        headers.insert(name, v);
+        Entry::Occupied(mut lines) => {
+            let mut joined = Vec::new();
+            for v in lines.iter() {
+                joined.extend_from_slice(v.as_bytes());
+                joined.extend_from_slice(b", ");
+            }
+            joined.extend_from_slice(value.as_bytes());
+            if let Ok(v) = HeaderValue::from_bytes(&joined) {
+                lines.insert(v);
+            }
+        }
     }
 }
 
@@ -54,7 +61,7 @@ mod tests {
         append(
             &mut h,
             HeaderName::from_static("x-forwarded-for"),
-            "127.0.0.1",
+            HeaderValue::from_static("127.0.0.1"),
         );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 127.0.0.1");
     }

@@ -71,22 +71,32 @@ pub fn request<B>(
     // relevo answers `Expect: 100-continue` itself when it starts reading the body.
     parts.headers.remove(header::EXPECT);
 
-    let path = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    parts.uri = Uri::from(path);
+    // An origin-form target (what a reverse proxy gets) is sent as it came.
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        let path = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        parts.uri = Uri::from(path);
+    }
     parts.version = Version::HTTP_11;
-    if let Ok(host) = HeaderValue::from_str(target.authority.as_str()) {
-        parts.headers.insert(header::HOST, host);
+    let host = target.authority.as_str().as_bytes();
+    if parts.headers.get(header::HOST).map(HeaderValue::as_bytes) != Some(host) {
+        if let Ok(host) = HeaderValue::from_bytes(host) {
+            parts.headers.insert(header::HOST, host);
+        }
     }
     append(
         &mut parts.headers,
         HeaderName::from_static("x-forwarded-for"),
-        &client.ip().to_string(),
+        ip_value(client.ip()),
     );
-    append(&mut parts.headers, header::VIA, via(received));
+    append(
+        &mut parts.headers,
+        header::VIA,
+        HeaderValue::from_static(via(received)),
+    );
     if let Some(protocols) = upgrade {
         parts
             .headers
@@ -115,7 +125,11 @@ pub fn response<B>(resp: Response<B>) -> Response<B> {
     }
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::TE);
-    append(&mut parts.headers, header::VIA, via(received));
+    append(
+        &mut parts.headers,
+        header::VIA,
+        HeaderValue::from_static(via(received)),
+    );
     if let Some(protocol) = switched_to {
         parts
             .headers
@@ -138,13 +152,44 @@ pub(super) fn via(version: Version) -> &'static str {
 }
 
 /// Removes `Connection`, every field it names, and the fixed hop-by-hop fields.
+/// Most heads have none of them: one pass over the names finds out, and only
+/// then are fields looked up and removed.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let present: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| HOP_BY_HOP.contains(k))
+        .cloned()
+        .collect();
+    if present.is_empty() {
+        return;
+    }
     let named: Vec<HeaderName> = list_elements(headers, header::CONNECTION)
         .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
         .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+    for name in named.iter().chain(present.iter()) {
         headers.remove(name);
     }
+}
+
+/// The client's address as a field value, formatted without `fmt` (it is on every
+/// request's path).
+fn ip_value(ip: std::net::IpAddr) -> HeaderValue {
+    let std::net::IpAddr::V4(v4) = ip else {
+        return HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("-"));
+    };
+    let mut out = [0u8; 15];
+    let mut n = 0;
+    for (i, octet) in v4.octets().iter().enumerate() {
+        if i > 0 {
+            out[n] = b'.';
+            n += 1;
+        }
+        let mut digits = itoa::Buffer::new();
+        let d = digits.format(*octet).as_bytes();
+        out[n..n + d.len()].copy_from_slice(d);
+        n += d.len();
+    }
+    HeaderValue::from_bytes(&out[..n]).unwrap_or(HeaderValue::from_static("-"))
 }
 
 #[cfg(test)]

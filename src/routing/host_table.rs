@@ -32,14 +32,17 @@ pub struct HostEntry<B> {
 pub struct HostTable<B> {
     /// Entries by key (`name` or `name:port`, lower case).
     entries: HashMap<String, Arc<HostEntry<B>>>,
+    /// Whether any key names a port: if none does, a request's port is not looked up
+    /// (that would format a `name:port` key on every request).
+    port_keys: bool,
 }
 
 impl<B> HostTable<B> {
     /// Builds the table from entries keyed by `HostEntry::key`.
     pub fn new(entries: Vec<Arc<HostEntry<B>>>) -> HostTable<B> {
-        HostTable {
-            entries: entries.into_iter().map(|e| (e.key.clone(), e)).collect(),
-        }
+        let entries: HashMap<_, _> = entries.into_iter().map(|e| (e.key.clone(), e)).collect();
+        let port_keys = entries.keys().any(|k| k.contains(':'));
+        HostTable { entries, port_keys }
     }
 
     /// All entries, for status output and health checks.
@@ -54,7 +57,7 @@ impl<B> HostTable<B> {
 
     /// The entry serving `target`, or 403.
     pub fn route(&self, target: &Target) -> Result<&Arc<HostEntry<B>>, ProxyError> {
-        if let Some(port) = target.port {
+        if let Some(port) = target.port.filter(|_| self.port_keys) {
             if let Some(entry) = self.entries.get(&format!("{}:{}", target.host, port)) {
                 return Ok(entry);
             }
