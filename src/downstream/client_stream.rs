@@ -29,7 +29,9 @@ where
 {
     let _ = tokio::time::timeout(LINGER_TIME, async {
         write.shutdown().await?;
-        let mut sink = [0u8; 4096];
+        // On the heap: an array here would be part of every connection's future,
+        // idle or not.
+        let mut sink = vec![0u8; 4096];
         let mut total = 0;
         while total < LINGER_BYTES {
             match read.read(&mut sink).await? {

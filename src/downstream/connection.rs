@@ -116,95 +116,144 @@ where
             Err(_) | Ok(Next::Closed) => return None,
             Ok(Next::Refused(e)) => {
                 debug!(client = %peer, "refused: {e}");
-                let _ = refuse(&mut writer, e).await;
+                // Boxed, like an exchange: rare, and large.
+                let _ = Box::pin(refuse(&mut writer, e)).await;
                 return Some((reader, writer));
             }
         };
-        let exchange = Exchange::new(head, reader, settings);
-        let Exchange {
-            request,
-            mut home,
-            asked_continue,
-            mut reader_at_home,
-            method,
-            version,
-            keep_alive,
-            accepts_trailers,
-        } = exchange;
-
-        // The answer, meanwhile sending `100 Continue` when the body is first read
-        // and watching an otherwise quiet client for a close (which cancels it).
-        let mut answer = Box::pin(service(request));
-        let mut asked_continue = asked_continue;
-        let resp = loop {
-            tokio::select! {
-                resp = &mut answer => break resp,
-                wanted = continue_wanted(&mut asked_continue) => {
-                    if !wanted {
-                        continue;
-                    }
-                    let mut line = [IoSlice::new(b"HTTP/1.1 100 Continue\r\n\r\n")];
-                    if writer.write_all(&mut line).await.is_err() {
-                        return None;
-                    }
-                }
-                filled = fill_some(&mut reader_at_home, settings.max_header_bytes) => {
-                    if !matches!(filled, Ok(n) if n > 0) {
-                        debug!(client = %peer, "client closed with its request in flight");
-                        return None;
-                    }
-                }
-            }
-        };
-        drop(answer);
-
-        let mut resp = resp;
-        let asked = Asked {
-            method: &method,
-            version,
-            accepts_trailers,
-            keep_alive,
-        };
-        let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS
-            || (method == Method::CONNECT && resp.status().is_success());
-        let tunnel = if switching {
-            resp.extensions_mut().remove::<Tunnel>()
-        } else {
-            None
-        };
-        let mut head_buf = Vec::with_capacity(256);
-        let written = response::write_head(&resp, asked, &mut head_buf);
-        if let Err(e) = write_body(&mut writer, head_buf, resp.into_body(), written.framing).await {
-            debug!(client = %peer, "response not completed: {e}");
-            return None;
+        // Boxed: an exchange's state (the service's future, the response being
+        // written) is large; an idle connection keeps only the wait above.
+        let served = Box::pin(exchange(
+            head,
+            reader,
+            &mut writer,
+            peer,
+            settings,
+            &mut service,
+            &stop,
+        ))
+        .await;
+        match served {
+            Served::Again(back) => reader = back,
+            Served::Close(back) => return Some((back, writer)),
+            Served::Drop => return None,
         }
-        if switching {
-            match (tunnel, reader_at_home) {
-                (Some(tunnel), Some(reader)) => tunnel.run(reader, writer.io).await,
-                _ => debug!(client = %peer, "switched protocols without a tunnel"),
-            }
-            return None;
-        }
-
-        // The reader comes back from the body (read to its end, or not).
-        let mut back = match reader_at_home.take() {
-            Some(reader) => reader,
-            None => match home.take() {
-                Some(rx) => match tokio::time::timeout(settings.header_timeout, rx).await {
-                    Ok(Ok((reader, true))) => reader,
-                    // The body was left unread: what follows is not a request.
-                    Ok(Ok((reader, false))) => return Some((reader, writer)),
-                    _ => return None,
-                },
-                None => return None,
-            },
-        };
-        if !written.keep_alive || matches!(*stop.borrow(), Some(Drain::CloseIdle)) {
-            back.release_if_empty();
-            return Some((back, writer));
-        }
-        reader = back;
     }
+}
+
+/// How an exchange left the connection.
+enum Served {
+    /// Ready for the next request.
+    Again(Reader),
+    /// To be closed gracefully.
+    Close(Reader),
+    /// To be dropped (the client left, a write failed, a tunnel ended).
+    Drop,
+}
+
+/// One request on the connection: the service's answer, then the response written.
+async fn exchange<W, F, Fut, B>(
+    head: Head,
+    reader: Reader,
+    writer: &mut Writer<W>,
+    peer: SocketAddr,
+    settings: Settings,
+    service: &mut F,
+    stop: &watch::Receiver<Option<Drain>>,
+) -> Served
+where
+    W: AsyncWrite + Send + Unpin,
+    F: FnMut(Request<Inbound>) -> Fut,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: std::fmt::Display,
+{
+    let exchange = Exchange::new(head, reader, settings);
+    let Exchange {
+        request,
+        mut home,
+        asked_continue,
+        mut reader_at_home,
+        method,
+        version,
+        keep_alive,
+        accepts_trailers,
+    } = exchange;
+
+    // The answer, meanwhile sending `100 Continue` when the body is first read
+    // and watching an otherwise quiet client for a close (which cancels it).
+    let answer = service(request);
+    tokio::pin!(answer);
+    let mut asked_continue = asked_continue;
+    let resp = loop {
+        tokio::select! {
+            resp = &mut answer => break resp,
+            wanted = continue_wanted(&mut asked_continue) => {
+                if !wanted {
+                    continue;
+                }
+                let mut line = [IoSlice::new(b"HTTP/1.1 100 Continue\r\n\r\n")];
+                if writer.write_all(&mut line).await.is_err() {
+                    return Served::Drop;
+                }
+            }
+            filled = fill_some(&mut reader_at_home, settings.max_header_bytes) => {
+                if !matches!(filled, Ok(n) if n > 0) {
+                    debug!(client = %peer, "client closed with its request in flight");
+                    return Served::Drop;
+                }
+            }
+        }
+    };
+
+    let mut resp = resp;
+    let asked = Asked {
+        method: &method,
+        version,
+        accepts_trailers,
+        keep_alive,
+    };
+    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS
+        || (method == Method::CONNECT && resp.status().is_success());
+    let tunnel = if switching {
+        resp.extensions_mut().remove::<Tunnel>()
+    } else {
+        None
+    };
+    let mut head_buf = Vec::with_capacity(256);
+    let written = response::write_head(&resp, asked, &mut head_buf);
+    if let Err(e) = write_body(writer, head_buf, resp.into_body(), written.framing).await {
+        debug!(client = %peer, "response not completed: {e}");
+        return Served::Drop;
+    }
+    if switching {
+        match (tunnel, reader_at_home) {
+            // Boxed: a tunnel's state is large and rare, and would otherwise be part
+            // of every connection's future.
+            (Some(tunnel), Some(reader)) => Box::pin(tunnel.run(reader, &mut writer.io)).await,
+            _ => debug!(client = %peer, "switched protocols without a tunnel"),
+        }
+        return Served::Drop;
+    }
+
+    // The reader comes back from the body (read to its end, or not).
+    let mut back = match reader_at_home.take() {
+        Some(reader) => reader,
+        None => match home.take() {
+            Some(rx) => match tokio::time::timeout(settings.header_timeout, rx).await {
+                Ok(Ok((reader, true))) => reader,
+                // The body was left unread: what follows is not a request.
+                Ok(Ok((reader, false))) => return Served::Close(reader),
+                _ => return Served::Drop,
+            },
+            None => return Served::Drop,
+        },
+    };
+    if !written.keep_alive || matches!(*stop.borrow(), Some(Drain::CloseIdle)) {
+        back.release_if_empty();
+        return Served::Close(back);
+    }
+    Served::Again(back)
 }
 
 /// What waiting for a head came to.
