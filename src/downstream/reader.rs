@@ -18,6 +18,10 @@ const READ_CHUNK: usize = 8 * 1024;
 /// How much an idle connection's first read may take, on the stack (a request head
 /// usually fits; the rest is read into the heap buffer then).
 const IDLE_PROBE: usize = 2 * 1024;
+/// The buffer a request starts with: it lives as long as the request (the head's
+/// fields point into it), so it is sized for a head, not for a body (nginx's
+/// `client_header_buffer_size` is 1 KiB); it grows when more comes.
+const HEAD_BUFFER: usize = 1024;
 
 /// A boxed read half: the same `Reader` serves plain TCP and TLS connections.
 pub type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
@@ -71,7 +75,7 @@ impl Reader {
                 Poll::Ready(Ok(())) => {
                     let got = rb.filled();
                     if !got.is_empty() {
-                        self.buf.reserve(READ_CHUNK.max(got.len()));
+                        self.buf.reserve(HEAD_BUFFER.max(got.len()));
                         self.buf.extend_from_slice(got);
                     }
                     Poll::Ready(Ok(got.len()))
