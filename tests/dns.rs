@@ -296,6 +296,8 @@ async fn a_resolver_outage_keeps_the_last_set() {
     let conf = config_file(&dns, "r.toml", &one_name_config(&dns, &backend, "1s"));
     let r = relevo(&conf).await;
     let admin = admin_addr(&r).await;
+    // Served once the names are resolved (relevo resolves them before it serves).
+    assert_eq!(who(&r, "api.test").await, "a");
     dns.kill();
     // Resolutions fail from now on; wait until two have (more than one TTL, more than
     // the hold: neither may empty the set).
