@@ -213,14 +213,22 @@ async fn until_served_by(r: &Relevo, host: &str, want: &str) {
 async fn admin_addr(r: &Relevo) -> SocketAddr {
     let line = r.wait_log("admin listener on ").await;
     let rest = line.split("admin listener on ").nth(1).unwrap();
-    rest.split(':').take(2).collect::<Vec<_>>().join(":").parse().unwrap()
+    rest.split(':')
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(":")
+        .parse()
+        .unwrap()
 }
 
 /// The value of the metric series `series` (name and labels as written), 0 if absent.
 async fn metric(admin: SocketAddr, series: &str) -> f64 {
     let text = get(admin, "admin", "/metrics", "").await.body;
     text.lines()
-        .find_map(|l| l.strip_prefix(series).map(|v| v.trim().parse().unwrap_or(0.0)))
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .map(|v| v.trim().parse().unwrap_or(0.0))
+        })
         .unwrap_or(0.0)
 }
 
@@ -241,7 +249,11 @@ async fn a_new_address_takes_traffic_after_its_ttl() {
     let (port, b) = backends_on_one_port(&["a", "b"]).await;
     let api = name("api");
     let dns = Dnsmasq::start(&bin, &[("127.0.0.1", &api)], &[]);
-    let conf = config_file(&dns, "r.toml", &one_name_config(&dns, &format!("{api}:{port}"), "30s"));
+    let conf = config_file(
+        &dns,
+        "r.toml",
+        &one_name_config(&dns, &format!("{api}:{port}"), "30s"),
+    );
     let r = relevo(&conf).await;
     for _ in 0..4 {
         assert_eq!(who(&r, "api.test").await, "a");
@@ -250,7 +262,9 @@ async fn a_new_address_takes_traffic_after_its_ttl() {
     until_served_by(&r, "api.test", "b").await;
     let line = r.wait_log("changed").await;
     assert!(
-        line.contains(&format!("[127.0.0.1:{port}] -> [127.0.0.1:{port}, 127.0.0.2:{port}]")),
+        line.contains(&format!(
+            "[127.0.0.1:{port}] -> [127.0.0.1:{port}, 127.0.0.2:{port}]"
+        )),
         "{line}"
     );
     // Both take turns from now on.
@@ -267,7 +281,11 @@ async fn a_removed_address_gets_no_new_requests_and_finishes_those_in_flight() {
     let (port, b) = backends_on_one_port(&["a", "b"]).await;
     let api = name("api");
     let dns = Dnsmasq::start(&bin, &[("127.0.0.1", &api), ("127.0.0.2", &api)], &[]);
-    let conf = config_file(&dns, "r.toml", &one_name_config(&dns, &format!("{api}:{port}"), "30s"));
+    let conf = config_file(
+        &dns,
+        "r.toml",
+        &one_name_config(&dns, &format!("{api}:{port}"), "30s"),
+    );
     let r = relevo(&conf).await;
     // Round-robin in address order: a, then b, whose answer waits until released.
     assert_eq!(who(&r, "api.test").await, "a");
@@ -282,7 +300,10 @@ async fn a_removed_address_gets_no_new_requests_and_finishes_those_in_flight() {
     }
     assert_eq!(b[1].heads(), 1, "the removed address got a new request");
     b[1].hold.send_replace(false);
-    let reply = tokio::time::timeout(WAIT, in_flight).await.unwrap().unwrap();
+    let reply = tokio::time::timeout(WAIT, in_flight)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((reply.status, reply.body.as_str()), (200, "b"));
 }
 
@@ -341,7 +362,10 @@ async fn nxdomain_empties_the_set_only_after_the_hold() {
     assert_eq!(who(&r, "api.test").await, "a");
     let deadline = Instant::now() + WAIT * 2;
     while who(&r, "api.test").await != "503" {
-        assert!(Instant::now() < deadline, "the name's set was never emptied");
+        assert!(
+            Instant::now() < deadline,
+            "the name's set was never emptied"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(
@@ -349,7 +373,8 @@ async fn nxdomain_empties_the_set_only_after_the_hold() {
         "emptied after {:?}, before the hold of {hold:?}",
         removed.elapsed()
     );
-    r.wait_log(&format!("changed (nxdomain): [127.0.0.1:{port}] -> []")).await;
+    r.wait_log(&format!("changed (nxdomain): [127.0.0.1:{port}] -> []"))
+        .await;
     // And it comes back when the name does.
     dns.set_hosts(&[("127.0.0.1", &api)]);
     until_served_by(&r, "api.test", "a").await;
@@ -358,7 +383,11 @@ async fn nxdomain_empties_the_set_only_after_the_hold() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn srv_records_give_ports_weights_and_priorities() {
     let Some(bin) = dnsmasq_binary() else { return };
-    let (b1, b2, b3) = (backend("b1").await, backend("b2").await, backend("b3").await);
+    let (b1, b2, b3) = (
+        backend("b1").await,
+        backend("b2").await,
+        backend("b3").await,
+    );
     let target = name("node");
     let svc = format!("_http._tcp.api.{ZONE}");
     // RFC 2782 order: name, target, port, priority, weight.
@@ -402,15 +431,27 @@ async fn a_reload_watches_the_names_of_the_new_file() {
     let (port, _b) = backends_on_one_port(&["a", "b", "c"]).await;
     let (api, other) = (name("api"), name("other"));
     let dns = Dnsmasq::start(&bin, &[("127.0.0.1", &api), ("127.0.0.3", &other)], &[]);
-    let conf = config_file(&dns, "r.toml", &one_name_config(&dns, &format!("{api}:{port}"), "30s"));
+    let conf = config_file(
+        &dns,
+        "r.toml",
+        &one_name_config(&dns, &format!("{api}:{port}"), "30s"),
+    );
     let r = relevo(&conf).await;
     assert_eq!(who(&r, "api.test").await, "a");
-    std::fs::write(&conf, one_name_config(&dns, &format!("{other}:{port}"), "30s")).unwrap();
+    std::fs::write(
+        &conf,
+        one_name_config(&dns, &format!("{other}:{port}"), "30s"),
+    )
+    .unwrap();
     r.signal("-HUP");
     r.wait_log("SIGHUP: reloaded").await;
     until_served_by(&r, "api.test", "c").await;
     // The new name is watched: a second address for it takes traffic.
-    dns.set_hosts(&[("127.0.0.1", &api), ("127.0.0.3", &other), ("127.0.0.2", &other)]);
+    dns.set_hosts(&[
+        ("127.0.0.1", &api),
+        ("127.0.0.3", &other),
+        ("127.0.0.2", &other),
+    ]);
     until_served_by(&r, "api.test", "b").await;
 }
 
@@ -449,7 +490,9 @@ async fn check_warns_for_a_name_that_does_not_resolve_and_route_shows_addresses(
     let stdout = String::from_utf8_lossy(&route.stdout);
     assert!(route.status.success(), "{stdout}");
     assert!(
-        stdout.contains(&format!("name:     {api}:8080 -> 127.0.0.1:8080, 127.0.0.2:8080")),
+        stdout.contains(&format!(
+            "name:     {api}:8080 -> 127.0.0.1:8080, 127.0.0.2:8080"
+        )),
         "{stdout}"
     );
     assert!(stdout.contains("backend:  127.0.0.1:8080"), "{stdout}");

@@ -57,7 +57,12 @@ pub fn explain(
     let entry_names = config.hosts.iter().filter(|h| h.key() == entry.key);
     for named in entry_names.flat_map(|h| &h.names) {
         if let Some((_, outcome)) = resolved.names.iter().find(|(n, _)| *n == named.name) {
-            let _ = writeln!(out, "name:     {} -> {}", named.name, names::describe(outcome));
+            let _ = writeln!(
+                out,
+                "name:     {} -> {}",
+                named.name,
+                names::describe(outcome)
+            );
         }
     }
     let path = req.uri().path();

@@ -82,7 +82,10 @@ fn dns(d: &RawDns) -> Result<Dns, Invalid> {
     let max_ttl = positive(&d.max_ttl, defaults.max_ttl.max(min_ttl), "dns.max_ttl")?;
     if max_ttl < min_ttl {
         let span = d.max_ttl.as_ref().map_or(0..0, |m| m.span());
-        return Err((span, "dns.max_ttl must not be shorter than dns.min_ttl".into()));
+        return Err((
+            span,
+            "dns.max_ttl must not be shorter than dns.min_ttl".into(),
+        ));
     }
     Ok(Dns {
         servers,
@@ -384,7 +387,10 @@ fn host_entry(
         let twice = |what: String| {
             Err((
                 b.span(),
-                format!("backend `{what}` is listed twice for host `{}`", entry.key()),
+                format!(
+                    "backend `{what}` is listed twice for host `{}`",
+                    entry.key()
+                ),
             ))
         };
         match backend(b)? {

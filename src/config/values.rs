@@ -37,14 +37,16 @@ pub fn parse_backend(s: &str) -> Option<SocketAddr> {
 }
 
 /// Parses a backend written as a DNS name, `name` or `name:port` (port 80 when
-/// omitted, as for an IP). `None` for anything that is not a plausible name, such as a
-/// mistyped IP (a name's last label is never all digits).
+/// omitted, as for an IP). `None` for anything that is not a plausible name: a mistyped
+/// IP (a name's last label is never all digits) or a single label (`"x"`, more often
+/// a typo than a name; `"api.default"` reaches a Kubernetes Service all the same).
 pub fn parse_backend_name(s: &str) -> Option<(String, u16)> {
     let (name, port) = match s.rsplit_once(':') {
         Some((name, port)) => (name, port.parse().ok().filter(|p| *p != 0)?),
         None => (s, DEFAULT_BACKEND_PORT),
     };
-    Some((parse_dns_name(name)?, port))
+    let name = parse_dns_name(name)?;
+    name.contains('.').then_some((name, port))
 }
 
 /// A DNS name (RFC 1035 §2.3.1 labels, plus `_` for SRV owner names), lower case, with

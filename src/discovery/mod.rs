@@ -75,7 +75,10 @@ impl Resolutions {
     /// Every (name, result, count) so far.
     pub fn snapshot(&self) -> Vec<(String, &'static str, u64)> {
         let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        counts.iter().map(|((n, r), c)| (n.clone(), *r, *c)).collect()
+        counts
+            .iter()
+            .map(|((n, r), c)| (n.clone(), *r, *c))
+            .collect()
     }
 }
 

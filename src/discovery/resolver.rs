@@ -76,7 +76,9 @@ pub fn build(dns: &Dns) -> Result<TokioResolver, String> {
     // The watcher asks again when the TTL runs out; a cache would answer that question
     // with the answer that just expired.
     opts.cache_size = 0;
-    builder.build().map_err(|e| format!("cannot set up the resolver: {e}"))
+    builder
+        .build()
+        .map_err(|e| format!("cannot set up the resolver: {e}"))
 }
 
 /// Resolves `name` once. The addresses of an A/AAAA name get weight 1: the entry's
@@ -180,9 +182,7 @@ fn addresses_in(records: &[Record], target: &str) -> Vec<IpAddr> {
 /// The smallest TTL of `records` (RFC 2181 §5.2: an RRset has one TTL; across the
 /// records used, the smallest decides when the answer is stale). 0 without records.
 fn min_ttl(records: &[Record]) -> Duration {
-    Duration::from_secs(u64::from(
-        records.iter().map(|r| r.ttl).min().unwrap_or(0),
-    ))
+    Duration::from_secs(u64::from(records.iter().map(|r| r.ttl).min().unwrap_or(0)))
 }
 
 /// Sorted, deduplicated targets; none is an empty answer.

@@ -244,10 +244,19 @@ mod tests {
     fn ttls_are_clamped_to_min_and_max() {
         let d = dns();
         assert_eq!(clamp_ttl(Duration::ZERO, &d), Duration::from_secs(1));
-        assert_eq!(clamp_ttl(Duration::from_secs(5), &d), Duration::from_secs(5));
-        assert_eq!(clamp_ttl(Duration::from_secs(86400), &d), Duration::from_secs(60));
+        assert_eq!(
+            clamp_ttl(Duration::from_secs(5), &d),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            clamp_ttl(Duration::from_secs(86400), &d),
+            Duration::from_secs(60)
+        );
         let mut w = watch();
-        assert_eq!(w.take(&found(1, 0), Instant::now()).next, Duration::from_secs(1));
+        assert_eq!(
+            w.take(&found(1, 0), Instant::now()).next,
+            Duration::from_secs(1)
+        );
     }
 
     #[test]
@@ -266,7 +275,10 @@ mod tests {
         let mut w = watch();
         let t0 = Instant::now();
         for k in 0..1000 {
-            let step = w.take(&Outcome::Failed("timeout".into()), t0 + Duration::from_secs(k));
+            let step = w.take(
+                &Outcome::Failed("timeout".into()),
+                t0 + Duration::from_secs(k),
+            );
             assert_eq!((step.changed, step.result), (None, "error"));
         }
         assert_eq!(w.current, set(1));

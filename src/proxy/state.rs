@@ -79,9 +79,17 @@ impl State {
             let traffic = match previous.and_then(|p| p.hosts.get(&key)) {
                 None => Arc::new(Traffic::new(host.backends.len())),
                 Some(old) => {
-                    let old_addrs: Vec<SocketAddr> =
-                        old.balancer.members().iter().map(|m| m.backend.addr).collect();
-                    if old_addrs.iter().copied().eq(host.backends.iter().map(|b| b.addr)) {
+                    let old_addrs: Vec<SocketAddr> = old
+                        .balancer
+                        .members()
+                        .iter()
+                        .map(|m| m.backend.addr)
+                        .collect();
+                    if old_addrs
+                        .iter()
+                        .copied()
+                        .eq(host.backends.iter().map(|b| b.addr))
+                    {
                         old.traffic.clone()
                     } else {
                         let kept: Vec<Option<usize>> = host

@@ -465,4 +465,43 @@ mod tests {
             Err(NoPick::AllTried)
         ));
     }
+
+    #[test]
+    fn only_the_lowest_priority_takes_requests_and_none_empties_the_entry() {
+        let mut m = members(&[1, 1, 1]);
+        m[2].priority = 20;
+        m[0].priority = 10;
+        m[1].priority = 10;
+        for kind in [Balance::RoundRobin, Balance::Maglev, Balance::Hash] {
+            let m = members(&[1, 1, 1])
+                .into_iter()
+                .enumerate()
+                .map(|(i, mut x)| {
+                    x.priority = if i == 2 { 20 } else { 10 };
+                    x
+                })
+                .collect();
+            let b = Balancer::new(kind, &HashKey::ClientIp, m, false);
+            let counts = spread(&b, 300);
+            assert_eq!(counts[2], 0, "{kind:?}: priority 20 used: {counts:?}");
+            assert_eq!(b.fair_shares(), vec![0.5, 0.5, 0.0]);
+        }
+        let only_high = Balancer::new(
+            Balance::RoundRobin,
+            &HashKey::ClientIp,
+            m.split_off(2),
+            false,
+        );
+        assert_eq!(spread(&only_high, 3), vec![3]);
+        for kind in [
+            Balance::RoundRobin,
+            Balance::Maglev,
+            Balance::Hash,
+            Balance::P2c,
+        ] {
+            let empty: Balancer<Idle> = Balancer::new(kind, &HashKey::ClientIp, Vec::new(), true);
+            assert!(matches!(empty.pick(Some(7), &[]), Err(NoPick::AllDown(_))));
+            assert!(empty.fair_shares().is_empty());
+        }
+    }
 }

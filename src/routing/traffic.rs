@@ -67,7 +67,10 @@ impl Traffic {
             own: self.own.clone(),
             retried: kept.iter().map(|&o| pick(&self.retried, o)).collect(),
             duration: self.duration.clone(),
-            member_durations: kept.iter().map(|&o| pick(&self.member_durations, o)).collect(),
+            member_durations: kept
+                .iter()
+                .map(|&o| pick(&self.member_durations, o))
+                .collect(),
             bytes_in: self.bytes_in.clone(),
             bytes_out: self.bytes_out.clone(),
             window: (0..WINDOW).map(|_| AtomicU16::new(0)).collect(),
