@@ -209,18 +209,6 @@ async fn until_served_by(r: &Relevo, host: &str, want: &str) {
     }
 }
 
-/// The admin address from relevo's log.
-async fn admin_addr(r: &Relevo) -> SocketAddr {
-    let line = r.wait_log("admin listener on ").await;
-    let rest = line.split("admin listener on ").nth(1).unwrap();
-    rest.split(':')
-        .take(2)
-        .collect::<Vec<_>>()
-        .join(":")
-        .parse()
-        .unwrap()
-}
-
 /// The value of the metric series `series` (name and labels as written), 0 if absent.
 async fn metric(admin: SocketAddr, series: &str) -> f64 {
     let text = get(admin, "admin", "/metrics", "").await.body;
@@ -243,18 +231,32 @@ fn one_name_config(dns: &Dnsmasq, backend: &str, hold: &str) -> String {
     )
 }
 
+/// dnsmasq serving `hosts`, and relevo serving `api.test` from the one name `backend`
+/// with the given hold; the configuration file is returned for a reload to rewrite.
+async fn one_name(
+    bin: &Path,
+    hosts: &[(&str, &str)],
+    backend: &str,
+    hold: &str,
+) -> (Dnsmasq, PathBuf, Relevo) {
+    let dns = Dnsmasq::start(bin, hosts, &[]);
+    let conf = config_file(&dns, "r.toml", &one_name_config(&dns, backend, hold));
+    let r = relevo(&conf).await;
+    (dns, conf, r)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_address_takes_traffic_after_its_ttl() {
     let Some(bin) = dnsmasq_binary() else { return };
     let (port, b) = backends_on_one_port(&["a", "b"]).await;
     let api = name("api");
-    let dns = Dnsmasq::start(&bin, &[("127.0.0.1", &api)], &[]);
-    let conf = config_file(
-        &dns,
-        "r.toml",
-        &one_name_config(&dns, &format!("{api}:{port}"), "30s"),
-    );
-    let r = relevo(&conf).await;
+    let (dns, conf, r) = one_name(
+        &bin,
+        &[("127.0.0.1", &api)],
+        &format!("{api}:{port}"),
+        "30s",
+    )
+    .await;
     for _ in 0..4 {
         assert_eq!(who(&r, "api.test").await, "a");
     }
@@ -280,13 +282,13 @@ async fn a_removed_address_gets_no_new_requests_and_finishes_those_in_flight() {
     let Some(bin) = dnsmasq_binary() else { return };
     let (port, b) = backends_on_one_port(&["a", "b"]).await;
     let api = name("api");
-    let dns = Dnsmasq::start(&bin, &[("127.0.0.1", &api), ("127.0.0.2", &api)], &[]);
-    let conf = config_file(
-        &dns,
-        "r.toml",
-        &one_name_config(&dns, &format!("{api}:{port}"), "30s"),
-    );
-    let r = relevo(&conf).await;
+    let (dns, conf, r) = one_name(
+        &bin,
+        &[("127.0.0.1", &api), ("127.0.0.2", &api)],
+        &format!("{api}:{port}"),
+        "30s",
+    )
+    .await;
     // Round-robin in address order: a, then b, whose answer waits until released.
     assert_eq!(who(&r, "api.test").await, "a");
     b[1].hold.send_replace(true);
@@ -312,11 +314,10 @@ async fn a_resolver_outage_keeps_the_last_set() {
     let Some(bin) = dnsmasq_binary() else { return };
     let (port, b) = backends_on_one_port(&["a", "b"]).await;
     let api = name("api");
-    let mut dns = Dnsmasq::start(&bin, &[("127.0.0.1", &api), ("127.0.0.2", &api)], &[]);
     let backend = format!("{api}:{port}");
-    let conf = config_file(&dns, "r.toml", &one_name_config(&dns, &backend, "1s"));
-    let r = relevo(&conf).await;
-    let admin = admin_addr(&r).await;
+    let hosts = [("127.0.0.1", api.as_str()), ("127.0.0.2", &api)];
+    let (mut dns, _conf, r) = one_name(&bin, &hosts, &backend, "1s").await;
+    let admin = r.admin_addr().await;
     // Served once the names are resolved (relevo resolves them before it serves).
     assert_eq!(who(&r, "api.test").await, "a");
     dns.kill();
@@ -343,12 +344,10 @@ async fn nxdomain_empties_the_set_only_after_the_hold() {
     let Some(bin) = dnsmasq_binary() else { return };
     let (port, _b) = backends_on_one_port(&["a"]).await;
     let api = name("api");
-    let dns = Dnsmasq::start(&bin, &[("127.0.0.1", &api)], &[]);
     let backend = format!("{api}:{port}");
     let hold = Duration::from_secs(4);
-    let conf = config_file(&dns, "r.toml", &one_name_config(&dns, &backend, "4s"));
-    let r = relevo(&conf).await;
-    let admin = admin_addr(&r).await;
+    let (dns, _conf, r) = one_name(&bin, &[("127.0.0.1", &api)], &backend, "4s").await;
+    let admin = r.admin_addr().await;
     assert_eq!(who(&r, "api.test").await, "a");
     let removed = Instant::now();
     dns.set_hosts(&[]);
@@ -430,13 +429,13 @@ async fn a_reload_watches_the_names_of_the_new_file() {
     let Some(bin) = dnsmasq_binary() else { return };
     let (port, _b) = backends_on_one_port(&["a", "b", "c"]).await;
     let (api, other) = (name("api"), name("other"));
-    let dns = Dnsmasq::start(&bin, &[("127.0.0.1", &api), ("127.0.0.3", &other)], &[]);
-    let conf = config_file(
-        &dns,
-        "r.toml",
-        &one_name_config(&dns, &format!("{api}:{port}"), "30s"),
-    );
-    let r = relevo(&conf).await;
+    let (dns, conf, r) = one_name(
+        &bin,
+        &[("127.0.0.1", &api), ("127.0.0.3", &other)],
+        &format!("{api}:{port}"),
+        "30s",
+    )
+    .await;
     assert_eq!(who(&r, "api.test").await, "a");
     std::fs::write(
         &conf,

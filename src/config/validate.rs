@@ -80,13 +80,7 @@ fn dns(d: &RawDns) -> Result<Dns, Invalid> {
         .collect::<Result<Vec<_>, _>>()?;
     let min_ttl = positive(&d.min_ttl, defaults.min_ttl, "dns.min_ttl")?;
     let max_ttl = positive(&d.max_ttl, defaults.max_ttl.max(min_ttl), "dns.max_ttl")?;
-    if max_ttl < min_ttl {
-        let span = d.max_ttl.as_ref().map_or(0..0, |m| m.span());
-        return Err((
-            span,
-            "dns.max_ttl must not be shorter than dns.min_ttl".into(),
-        ));
-    }
+    not_shorter(min_ttl, (max_ttl, &d.max_ttl), "dns.max_ttl", "dns.min_ttl")?;
     Ok(Dns {
         servers,
         min_ttl,
@@ -237,13 +231,12 @@ fn passive(p: &RawPassive) -> Result<Passive, Invalid> {
     };
     let eject = positive(&p.eject, d.eject, "passive.eject")?;
     let max_eject = positive(&p.max_eject, d.max_eject.max(eject), "passive.max_eject")?;
-    if max_eject < eject {
-        let span = p.max_eject.as_ref().map_or(0..0, |m| m.span());
-        return Err((
-            span,
-            "passive.max_eject must not be shorter than passive.eject".into(),
-        ));
-    }
+    not_shorter(
+        eject,
+        (max_eject, &p.max_eject),
+        "passive.max_eject",
+        "passive.eject",
+    )?;
     let mut statuses = Vec::new();
     for st in p.statuses.iter().flatten() {
         if !(500..=599).contains(st.get_ref()) {
@@ -564,6 +557,24 @@ fn key_span(text: &str, key: &str) -> Range<usize> {
         offset += line.len();
     }
     0..0
+}
+
+/// A bound (`long`, its value and how it was written) that must not be shorter than
+/// the duration it bounds (`short`).
+fn not_shorter(
+    short: Duration,
+    long: (Duration, &Option<Spanned<DurationValue>>),
+    long_name: &str,
+    short_name: &str,
+) -> Result<(), Invalid> {
+    if long.0 >= short {
+        return Ok(());
+    }
+    let span = long.1.as_ref().map_or(0..0, |m| m.span());
+    Err((
+        span,
+        format!("{long_name} must not be shorter than {short_name}"),
+    ))
 }
 
 fn positive(

@@ -13,6 +13,7 @@
 
 pub mod resolver;
 pub mod srv;
+pub mod target;
 pub mod watcher;
 
 use std::collections::BTreeMap;
@@ -23,7 +24,8 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::config::{BackendConfig, Config, DnsName};
-use resolver::{Outcome, Target};
+use resolver::Outcome;
+use target::Target;
 use watcher::Watch;
 
 /// Builds and swaps in the state for an effective configuration.

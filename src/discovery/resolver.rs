@@ -13,18 +13,8 @@ use hickory_resolver::proto::rr::{RData, Record};
 use hickory_resolver::TokioResolver;
 
 use super::srv::{self, SrvRecord};
+use super::target::Target;
 use crate::config::{Dns, DnsName};
-
-/// One address a name gave, with what an SRV record said of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Target {
-    /// Where the backend listens.
-    pub addr: SocketAddr,
-    /// Its share among the targets of its priority (a name's own weight for A/AAAA).
-    pub weight: u32,
-    /// Its SRV priority (0 for A/AAAA).
-    pub priority: u16,
-}
 
 /// What one resolution said.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 
-use super::resolver::Target;
+use super::target::Target;
 
 /// Largest relevo weight an SRV weight maps to: enough resolution for any split a
 /// person writes (1% steps), small enough for the hash ring (160 points per unit).

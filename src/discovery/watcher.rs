@@ -10,7 +10,8 @@ use hickory_resolver::TokioResolver;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use super::resolver::{self, Outcome, Target};
+use super::resolver::{self, Outcome};
+use super::target::Target;
 use super::Discovery;
 use crate::config::{Dns, DnsName};
 
@@ -39,6 +40,9 @@ pub struct Step {
     pub next: Duration,
     /// The `result` label of `relevo_dns_resolutions_total`.
     pub result: &'static str,
+    /// The first failure, or the first negative answer held, of a run: worth a warning
+    /// (the ones after it are not, or an outage would warn every `min_ttl`).
+    pub first_of_run: bool,
 }
 
 /// `ttl` within `[min_ttl, max_ttl]`: a TTL of 0 (Consul's default) must not make relevo
@@ -78,6 +82,7 @@ impl Watch {
                     },
                     changed,
                     next: clamp_ttl(*ttl, dns),
+                    first_of_run: false,
                 }
             }
             Outcome::Missing { nxdomain, ttl } => {
@@ -91,8 +96,10 @@ impl Watch {
                         changed: None,
                         next,
                         result,
+                        first_of_run: false,
                     };
                 }
+                let first_of_run = self.missing_since.is_none();
                 let since = *self.missing_since.get_or_insert(now);
                 let held = now.saturating_duration_since(since);
                 if held >= dns.hold {
@@ -102,6 +109,7 @@ impl Watch {
                         changed: Some(Vec::new()),
                         next,
                         result,
+                        first_of_run,
                     };
                 }
                 next = next.min(dns.hold - held).max(dns.min_ttl);
@@ -109,6 +117,7 @@ impl Watch {
                     changed: None,
                     next,
                     result,
+                    first_of_run,
                 }
             }
             Outcome::Failed(_) => {
@@ -117,19 +126,10 @@ impl Watch {
                     changed: None,
                     next: dns.min_ttl,
                     result: "error",
+                    first_of_run: self.failures == 1,
                 }
             }
         }
-    }
-
-    /// Whether the last outcome was the first failure of a run (then it warns).
-    fn first_failure(&self) -> bool {
-        self.failures == 1
-    }
-
-    /// Whether negative answers are being held, not acted on yet.
-    fn holding(&self) -> bool {
-        self.missing_since.is_some()
     }
 }
 
@@ -149,12 +149,12 @@ pub fn log(watch: &Watch, before: &[Target], outcome: &Outcome, step: &Step) {
             show(before),
             show(set)
         ),
-        (Outcome::Failed(e), None) if watch.first_failure() => warn!(
+        (Outcome::Failed(e), None) if step.first_of_run => warn!(
             "dns: {name} does not resolve ({e}); keeping {} until it does",
             show(&watch.current)
         ),
         (Outcome::Failed(e), None) => debug!("dns: {name} still does not resolve: {e}"),
-        (Outcome::Missing { .. }, None) if watch.holding() => warn!(
+        (Outcome::Missing { .. }, None) if step.first_of_run => warn!(
             "dns: {name} answered {}; keeping {} for up to {:?} (dns.hold)",
             step.result,
             show(&watch.current),
@@ -279,6 +279,7 @@ mod tests {
                 &Outcome::Failed("timeout".into()),
                 t0 + Duration::from_secs(k),
             );
+            assert_eq!(step.first_of_run, k == 0, "only the first failure warns");
             assert_eq!((step.changed, step.result), (None, "error"));
         }
         assert_eq!(w.current, set(1));
@@ -290,6 +291,8 @@ mod tests {
         let t0 = Instant::now();
         let first = w.take(&NX, t0);
         assert_eq!(first.changed, None);
+        assert!(first.first_of_run);
+        assert!(!w.take(&NX, t0 + Duration::from_secs(1)).first_of_run);
         assert!(first.next <= Duration::from_secs(30));
         assert_eq!(w.take(&NX, t0 + Duration::from_secs(29)).changed, None);
         // The hold is counted from the first negative answer.
