@@ -250,7 +250,7 @@ async fn a_new_address_takes_traffic_after_its_ttl() {
     let Some(bin) = dnsmasq_binary() else { return };
     let (port, b) = backends_on_one_port(&["a", "b"]).await;
     let api = name("api");
-    let (dns, conf, r) = one_name(
+    let (dns, _conf, r) = one_name(
         &bin,
         &[("127.0.0.1", &api)],
         &format!("{api}:{port}"),
@@ -282,7 +282,7 @@ async fn a_removed_address_gets_no_new_requests_and_finishes_those_in_flight() {
     let Some(bin) = dnsmasq_binary() else { return };
     let (port, b) = backends_on_one_port(&["a", "b"]).await;
     let api = name("api");
-    let (dns, conf, r) = one_name(
+    let (dns, _conf, r) = one_name(
         &bin,
         &[("127.0.0.1", &api), ("127.0.0.2", &api)],
         &format!("{api}:{port}"),
