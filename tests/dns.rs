@@ -275,6 +275,14 @@ async fn a_new_address_takes_traffic_after_its_ttl() {
         who(&r, "api.test").await;
     }
     assert_eq!((b[0].requests() - a0, b[1].requests() - b0), (2, 2));
+    // The kept address kept its pool (one connection all along) and its counters (they
+    // count every request it served, from before the change too).
+    assert_eq!(b[0].connections(), 1, "the kept backend's pool was dropped");
+    let admin = r.admin_addr().await;
+    let served = format!(
+        "relevo_requests_total{{host=\"api.test\",backend=\"127.0.0.1:{port}\",code=\"200\"}}"
+    );
+    assert_eq!(metric(admin, &served).await, b[0].requests() as f64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

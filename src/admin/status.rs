@@ -50,9 +50,12 @@ struct Host {
     backends: Vec<Backend>,
 }
 
+/// A backend name of a host and what it resolves to now.
 #[derive(Serialize)]
 struct Name {
+    /// As configured (`api.internal:8080`, `srv:_http._tcp...`), the metrics' label.
     name: String,
+    /// The set in force: the last good answer, still held, or empty.
     addresses: Vec<String>,
 }
 
