@@ -28,7 +28,8 @@ pub enum Outcome {
     },
     /// An authoritative answer that the name has no such records: NXDOMAIN
     /// (`nxdomain`), or NOERROR with no answer (RFC 2308 §2.2 "NODATA"), or SRV
-    /// records whose targets are all "." (RFC 2782: service not available).
+    /// records none of whose targets has an address (a target "." is RFC 2782's
+    /// "service decidedly not available").
     Missing {
         /// NXDOMAIN rather than an empty answer.
         nxdomain: bool,
@@ -119,10 +120,18 @@ async fn resolve_srv(resolver: &TokioResolver, name: &str) -> Outcome {
                     ttl = ttl.min(min_ttl(ips.as_lookup().answers()));
                     ips.iter().collect()
                 }
-                Err(e) => {
-                    tracing::warn!(srv = name, target, "dns: SRV target does not resolve: {e}");
-                    continue;
-                }
+                Err(e) => match classify(e) {
+                    // A lookup that failed says nothing: dropping the target on it would
+                    // let a resolver hiccup remove a backend. The last set stays.
+                    Outcome::Failed(why) => {
+                        return Outcome::Failed(format!("SRV target {target}: {why}"))
+                    }
+                    // The target is authoritatively gone: the others still serve.
+                    _ => {
+                        tracing::debug!(srv = name, target, "dns: SRV target has no address");
+                        continue;
+                    }
+                },
             }
         } else {
             glued
@@ -135,24 +144,7 @@ async fn resolve_srv(resolver: &TokioResolver, name: &str) -> Outcome {
             });
         }
     }
-    let has_records = lookup
-        .answers()
-        .iter()
-        .any(|r| matches!(r.data, RData::SRV(_)));
-    if records.is_empty() && has_records {
-        let every_root = lookup.answers().iter().all(|r| match &r.data {
-            RData::SRV(s) => s.target.is_root(),
-            _ => true,
-        });
-        return if every_root {
-            Outcome::Missing {
-                nxdomain: false,
-                ttl: Some(ttl),
-            }
-        } else {
-            Outcome::Failed("no SRV target resolves".into())
-        };
-    }
+    // No target left (every one "." or without an address): an empty answer.
     found_or_missing(srv::targets(&records), ttl)
 }
 
