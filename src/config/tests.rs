@@ -253,6 +253,7 @@ hold = "5s"
 [hosts]
 "api.test" = ["10.0.0.1:8080", "API.internal:8080", "plain.internal", { addr = "w.internal:81", weight = 3, max_conns = 7 }]
 "svc.test" = { backends = [{ srv = "_http._tcp.api.service.consul" }] }
+"abs.test" = ["api.default.svc.cluster.local.:8080"]
 "#,
     )
     .unwrap();
@@ -275,6 +276,11 @@ hold = "5s"
             .to_vec()
     );
     assert_eq!(c.dns.hold, Duration::from_secs(5));
+    // A trailing dot (an absolute name, no search list) is kept.
+    assert_eq!(
+        c.hosts[2].names[0].name.to_string(),
+        "api.default.svc.cluster.local.:8080"
+    );
     assert_eq!(c.dns.min_ttl, Dns::default().min_ttl);
     // Without names and without [dns], nothing changes.
     let plain = parse("[hosts]\n\"a.test\" = [\"10.0.0.1\"]\n").unwrap();

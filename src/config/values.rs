@@ -46,14 +46,18 @@ pub fn parse_backend_name(s: &str) -> Option<(String, u16)> {
         None => (s, DEFAULT_BACKEND_PORT),
     };
     let name = parse_dns_name(name)?;
-    name.contains('.').then_some((name, port))
+    name.trim_end_matches('.')
+        .contains('.')
+        .then_some((name, port))
 }
 
-/// A DNS name (RFC 1035 §2.3.1 labels, plus `_` for SRV owner names), lower case, with
-/// a trailing dot removed. `None` when it is not one.
+/// A DNS name (RFC 1035 §2.3.1 labels, plus `_` for SRV owner names), lower case. A
+/// trailing dot is kept: it makes the name absolute, so the resolver does not try the
+/// resolv.conf search list first (Kubernetes pods have `ndots:5`). `None` when it is
+/// not a name.
 pub fn parse_dns_name(s: &str) -> Option<String> {
-    let name = s.strip_suffix('.').unwrap_or(s).to_ascii_lowercase();
-    let labels: Vec<&str> = name.split('.').collect();
+    let name = s.to_ascii_lowercase();
+    let labels: Vec<&str> = name.strip_suffix('.').unwrap_or(&name).split('.').collect();
     let label_ok = |l: &&str| {
         (1..=63).contains(&l.len())
             && l.bytes()
