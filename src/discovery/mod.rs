@@ -286,3 +286,53 @@ pub async fn resolve_once(config: &Config) -> Result<(Config, Vec<(DnsName, Outc
     }
     Ok((effective(config, &answers), outcomes))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::path::Path;
+
+    use super::*;
+
+    fn target(addr: &str, weight: u32, priority: u16) -> Target {
+        Target {
+            addr: addr.parse().unwrap(),
+            weight,
+            priority,
+        }
+    }
+
+    #[test]
+    fn effective_adds_each_address_once_with_its_names_options() {
+        let text = "[hosts]\n\"a.test\" = [\"10.0.0.1:80\", { addr = \"x.internal:80\", weight = 3, max_conns = 5 }, { srv = \"_h._tcp.y.internal\" }]\n";
+        let base = Config::parse(text, Path::new("t.toml")).unwrap();
+        let names = names_of(&base);
+        let mut answers = BTreeMap::new();
+        // x's first address is listed already as an address: one backend.
+        // Sorted: the A name (`x`) before the SRV name.
+        answers.insert(
+            names[0].clone(),
+            vec![target("10.0.0.1:80", 1, 0), target("10.0.0.2:80", 1, 0)],
+        );
+        answers.insert(names[1].clone(), vec![target("10.0.0.3:81", 100, 10)]);
+        let got: Vec<(SocketAddr, u32, Option<usize>, u16)> = effective(&base, &answers).hosts[0]
+            .backends
+            .iter()
+            .map(|b| (b.addr, b.weight, b.max_conns, b.priority))
+            .collect();
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert_eq!(
+            got,
+            vec![
+                (addr("10.0.0.1:80"), 1, None, 0),
+                (addr("10.0.0.2:80"), 3, Some(5), 0),
+                (addr("10.0.0.3:81"), 100, None, 10),
+            ]
+        );
+        // A name without a set adds nothing; the file's addresses stay.
+        assert_eq!(
+            effective(&base, &BTreeMap::new()).hosts[0].backends.len(),
+            1
+        );
+    }
+}
