@@ -18,7 +18,6 @@ pub mod watcher;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -136,9 +135,9 @@ impl Discovery {
         if let Some(r) = &resolver {
             let mut asks = tokio::task::JoinSet::new();
             for name in names.iter().filter(|n| !kept.contains_key(n)) {
-                let (r, name) = (r.clone(), name.clone());
+                let (r, name, dns) = (r.clone(), name.clone(), config.dns.clone());
                 asks.spawn(async move {
-                    let outcome = resolver::resolve(&r, &name).await;
+                    let outcome = resolver::ask(&r, &name, &dns).await;
                     (name, outcome)
                 });
             }
@@ -274,11 +273,7 @@ pub async fn resolve_once(config: &Config) -> Result<(Config, Vec<(DnsName, Outc
     let mut outcomes = Vec::new();
     let mut answers = BTreeMap::new();
     for name in names {
-        // Bounded even if the resolver's own timeout were not.
-        let limit = config.dns.timeout * 4 + Duration::from_secs(1);
-        let outcome = tokio::time::timeout(limit, resolver::resolve(&resolver, &name))
-            .await
-            .unwrap_or_else(|_| Outcome::Failed("timed out".into()));
+        let outcome = resolver::ask(&resolver, &name, &config.dns).await;
         if let Outcome::Found { targets, .. } = &outcome {
             answers.insert(name.clone(), targets.clone());
         }

@@ -72,6 +72,15 @@ pub fn build(dns: &Dns) -> Result<TokioResolver, String> {
         .map_err(|e| format!("cannot set up the resolver: {e}"))
 }
 
+/// `resolve`, bounded whatever the resolver does: a query may go to several servers,
+/// over UDP then TCP, each within `dns.timeout`; a watcher must never hang on one.
+pub async fn ask(resolver: &TokioResolver, name: &DnsName, dns: &Dns) -> Outcome {
+    let limit = dns.timeout * 4 + Duration::from_secs(1);
+    tokio::time::timeout(limit, resolve(resolver, name))
+        .await
+        .unwrap_or_else(|_| Outcome::Failed(format!("no answer within {limit:?}")))
+}
+
 /// Resolves `name` once. The addresses of an A/AAAA name get weight 1: the entry's
 /// own weight for the name is applied with the rest of its options (`effective`).
 pub async fn resolve(resolver: &TokioResolver, name: &DnsName) -> Outcome {

@@ -180,7 +180,7 @@ pub async fn run(
             _ = tokio::time::sleep(next) => {}
             _ = stop.changed() => return,
         }
-        let outcome = resolver::resolve(&resolver, &watch.name).await;
+        let outcome = resolver::ask(&resolver, &watch.name, &watch.dns).await;
         let before = watch.current.clone();
         let step = watch.take(&outcome, Instant::now());
         let Some(discovery) = discovery.upgrade() else {
