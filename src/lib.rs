@@ -10,12 +10,14 @@
 //! 3. [`downstream`]: accept, read heads and bodies, write answers: the client connection.
 //! 4. [`routing`]: the host table picks the entry, the balancer picks the backend.
 //! 5. [`upstream`]: backends, their pools, health and latency; connections to them.
-//! 6. [`proxy`]: the phases of one request, attempts and retries, the response body,
+//! 6. [`discovery`]: backends written as DNS names, resolved and followed as their
+//!    answers change (each change applied like a reload).
+//! 7. [`proxy`]: the phases of one request, attempts and retries, the response body,
 //!    tunnels, and the session finished (access log) when the response ends.
-//! 7. [`admin`]: metrics, the status page and its JSON, liveness and readiness.
-//! 8. [`server`]: the listener wired to the proxy (and the admin listener), reloads,
+//! 8. [`admin`]: metrics, the status page and its JSON, liveness and readiness.
+//! 9. [`server`]: the listener wired to the proxy (and the admin listener), reloads,
 //!    binary upgrades.
-//! 9. [`cli`]: the dry run, the demo, running until a signal or a handover.
+//! 10. [`cli`]: the dry run, the demo, running until a signal or a handover.
 
 // Every public item says what it is for.
 #![warn(missing_docs)]
@@ -31,6 +33,8 @@ pub mod downstream;
 pub mod routing;
 
 pub mod upstream;
+
+pub mod discovery;
 
 pub mod proxy;
 

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use relevo::cli::run::{init_logging, run_blocking, serve, EXIT_CONFIG, EXIT_RUNTIME};
-use relevo::cli::{demo, dry_run, fd_limit, upgrade};
+use relevo::cli::{demo, dry_run, fd_limit, names, upgrade};
 use relevo::Config;
 use tracing::{error, info};
 
@@ -91,9 +91,18 @@ fn main() -> ExitCode {
                 {
                     eprintln!("{}: warning: {w}", config.display());
                 }
+                for w in names::warnings(&names::resolve(&c)) {
+                    eprintln!("{}: warning: {w}", config.display());
+                }
                 let backends: usize = c.hosts.iter().map(|h| h.backends.len()).sum();
+                let named: usize = c.hosts.iter().map(|h| h.names.len()).sum();
+                let names = match named {
+                    0 => String::new(),
+                    1 => ", 1 backend name".into(),
+                    n => format!(", {n} backend names"),
+                };
                 println!(
-                    "{}: ok ({} hosts, {backends} backends)",
+                    "{}: ok ({} hosts, {backends} backends{names})",
                     config.display(),
                     c.hosts.len()
                 );

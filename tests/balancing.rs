@@ -23,6 +23,7 @@ fn weighted(name: &str, backends: &[(SocketAddr, u32)], balance: Balance) -> Hos
             addr,
             weight,
             max_conns: None,
+            priority: 0,
         })
         .collect();
     h.balance = balance;

@@ -503,3 +503,24 @@ async fn combined_access_log_format() {
         && line.contains("] \"GET /c?q=1 HTTP/1.1\" 200 2 \"http://x.test/\" \"probe \\\"1\\\"\"");
     assert!(re_ok, "{line}");
 }
+
+// The configuration in the Kubernetes example's ConfigMap must stay valid (parsed only:
+// its names resolve in a cluster, not here).
+#[test]
+fn kubernetes_example_config_is_valid() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/relevo.yaml");
+    let yaml = std::fs::read_to_string(&path).unwrap();
+    let block = yaml
+        .split("relevo.toml: |\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n---").next())
+        .expect("a relevo.toml block in the ConfigMap");
+    let toml: String = block
+        .lines()
+        .map(|l| l.strip_prefix("    ").unwrap_or(l.trim()))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let config = relevo::Config::parse(&toml, &path).unwrap();
+    assert_eq!(config.hosts[0].names.len(), 1);
+}

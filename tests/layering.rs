@@ -14,6 +14,7 @@ const STAGES: &[&[&str]] = &[
     &["downstream"],
     &["routing"],
     &["upstream"],
+    &["discovery"],
     &["proxy"],
     &["admin"],
     &["server"],

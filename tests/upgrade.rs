@@ -422,15 +422,7 @@ async fn the_admin_listener_is_handed_over_too() {
     .unwrap();
     let mut old = start(&config, &[Path::new("--upgrade-socket"), &socket]).await;
     old.wait_log("a new binary can take over from").await;
-    let admin_of = |line: String| -> SocketAddr {
-        let rest = line.split("admin listener on ").nth(1).unwrap();
-        rest.split(':')
-            .take(2)
-            .collect::<Vec<_>>()
-            .join(":")
-            .parse()
-            .unwrap()
-    };
+    let admin_of = |line: String| -> SocketAddr { common::process::admin_addr_in(&line) };
     let admin = admin_of(old.wait_log("admin listener on").await);
     assert_eq!(get(admin, "admin", "/healthz", "").await.status, 200);
     let next = start(&config, &[Path::new("--upgrade-from"), &socket]).await;

@@ -1,6 +1,7 @@
 //! `/metrics`: Prometheus exposition by `prometheus-client`, from relevo's own
 //! counters read at scrape time (the request path only does atomic adds). Label values
-//! are host-table keys and configured backend addresses, never what a client sent.
+//! are host-table keys, backend addresses (configured or resolved from configured
+//! names) and configured names, never what a client sent.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -212,6 +213,22 @@ impl Scrape {
                 "Configuration reloads, by result",
                 vec![("result", result.into())],
                 n,
+            );
+        }
+        for (name, result, n) in view.discovery.resolutions.snapshot() {
+            s.counter(
+                "relevo_dns_resolutions",
+                "Resolutions of backend names, by name (as configured) and result: changed, unchanged, nxdomain, empty, error",
+                vec![("name", name), ("result", result.into())],
+                n,
+            );
+        }
+        for (name, set) in view.discovery.answers() {
+            s.gauge(
+                "relevo_dns_addresses",
+                "Addresses a backend name has now (the last good answer, held or empty)",
+                vec![("name", name.to_string())],
+                set.len() as f64,
             );
         }
         s.gauge(

@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
 use crate::config::Admin;
+use crate::discovery::Discovery;
 use crate::proxy::State;
 use crate::stats::ServerStats;
 use history::History;
@@ -39,6 +40,8 @@ pub struct View {
     pub state: Arc<ArcSwap<State>>,
     /// Process-wide counters.
     pub stats: Arc<ServerStats>,
+    /// The configuration's names: their sets and resolution counts.
+    pub discovery: Arc<Discovery>,
     /// Recent samples for the status page's charts and windowed rates.
     pub history: History,
     /// The bearer token the requests must carry, if any.
@@ -48,13 +51,14 @@ pub struct View {
 impl AdminServer {
     /// Binds the admin address (inside a tokio runtime).
     /// With `inherited` (handed over by the relevo being upgraded), serves that socket
-    /// instead of binding `config.listen`.
+    /// instead of binding `config.listen`. `sources` are what the endpoints read: the
+    /// live state, the process-wide counters and the names' discovery.
     pub fn bind(
         config: &Admin,
         inherited: Option<std::net::TcpListener>,
-        state: Arc<ArcSwap<State>>,
-        stats: Arc<ServerStats>,
+        sources: (Arc<ArcSwap<State>>, Arc<ServerStats>, Arc<Discovery>),
     ) -> io::Result<AdminServer> {
+        let (state, stats, discovery) = sources;
         let std = match inherited {
             Some(socket) => socket,
             None => std::net::TcpListener::bind(config.listen)?,
@@ -65,6 +69,7 @@ impl AdminServer {
             view: Arc::new(View {
                 state,
                 stats,
+                discovery,
                 history: History::default(),
                 token: config.token.clone(),
             }),

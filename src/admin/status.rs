@@ -44,7 +44,19 @@ struct Host {
     p50_ms: Option<f64>,
     p99_ms: Option<f64>,
     spread: Option<f64>,
+    /// The entry's backend names and the addresses each has now (they are among
+    /// `backends`), so that a DNS change shows on the page.
+    names: Vec<Name>,
     backends: Vec<Backend>,
+}
+
+/// A backend name of a host and what it resolves to now.
+#[derive(Serialize)]
+struct Name {
+    /// As configured (`api.internal:8080`, `srv:_http._tcp...`), the metrics' label.
+    name: String,
+    /// The set in force: the last good answer, still held, or empty.
+    addresses: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -87,6 +99,7 @@ pub fn render(view: &View) -> String {
     let current: std::collections::HashMap<history::Key, Point> =
         history::read(view).into_iter().collect();
     let stats = &view.stats;
+    let answers = view.discovery.answers();
     let mut hosts: Vec<Host> = Vec::new();
     for entry in state.hosts.entries() {
         let members = entry.balancer.members();
@@ -146,6 +159,22 @@ pub fn render(view: &View) -> String {
             p50_ms: host_rates.p50_ms.map(round),
             p99_ms: host_rates.p99_ms.map(round),
             spread: traffic::spread(&recent, &fair).map(round),
+            names: state
+                .config
+                .hosts
+                .iter()
+                .filter(|h| h.key() == entry.key)
+                .flat_map(|h| &h.names)
+                .map(|n| Name {
+                    name: n.name.to_string(),
+                    addresses: answers
+                        .get(&n.name)
+                        .into_iter()
+                        .flatten()
+                        .map(|t| t.addr.to_string())
+                        .collect(),
+                })
+                .collect(),
             backends,
         });
     }

@@ -6,13 +6,15 @@ use std::net::IpAddr;
 
 use http::{HeaderName, HeaderValue, Method, Request, Uri};
 
+use super::names;
 use crate::config::Config;
 use crate::http::{host, ProxyError};
 use crate::proxy::State;
 use crate::routing::NoPick;
 
 /// Explains how `url` (absolute, or a path with a `Host` among `headers`) from
-/// `client` would be routed. `Err` carries the refusal the client would get.
+/// `client` would be routed, with the addresses the entry's names have now. `Err`
+/// carries the refusal the client would get.
 pub fn explain(
     config: Config,
     url: &str,
@@ -33,7 +35,8 @@ pub fn explain(
             .map_err(|e| format!("bad header value in `{h}`: {e}"))?;
         req.headers_mut().append(name, value);
     }
-    let state = State::build(config, None);
+    let resolved = names::resolve(&config);
+    let state = State::build(resolved.config, None);
     let refuse = |e: ProxyError| format!("{} {}", e.status(), e);
     let target = host::target(&req).map_err(refuse)?;
     let entry = state.hosts.route(&target).map_err(refuse)?;
@@ -48,6 +51,20 @@ pub fn explain(
         "host:     `{}` from {from} -> entry `{}`",
         target.authority, entry.key
     );
+    if let Some(e) = &resolved.error {
+        let _ = writeln!(out, "names:    {e}");
+    }
+    let entry_names = config.hosts.iter().filter(|h| h.key() == entry.key);
+    for named in entry_names.flat_map(|h| &h.names) {
+        if let Some((_, outcome)) = resolved.names.iter().find(|(n, _)| *n == named.name) {
+            let _ = writeln!(
+                out,
+                "name:     {} -> {}",
+                named.name,
+                names::describe(outcome)
+            );
+        }
+    }
     let path = req.uri().path();
     let affinity = entry.balancer.affinity(client, req.headers(), path);
     let _ = writeln!(

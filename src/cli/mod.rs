@@ -5,6 +5,7 @@
 pub mod demo;
 pub mod dry_run;
 pub mod fd_limit;
+pub mod names;
 pub mod run;
 pub mod signals;
 pub mod upgrade;

@@ -79,7 +79,12 @@ pub async fn serve(config: Config, path: Option<PathBuf>, upgrade: upgrade::Opti
     let addr = server.local_addr().unwrap_or(config.listen);
     info!("listening on {addr}");
     for h in &config.hosts {
-        let list: Vec<String> = h.backends.iter().map(|b| b.to_string()).collect();
+        let list: Vec<String> = h
+            .backends
+            .iter()
+            .map(|b| b.to_string())
+            .chain(h.names.iter().map(|n| n.name.to_string()))
+            .collect();
         info!(
             "host {} -> [{}] ({})",
             h.key(),
@@ -100,6 +105,7 @@ pub async fn serve(config: Config, path: Option<PathBuf>, upgrade: upgrade::Opti
     tokio::spawn(signals::reopen_on_sigusr1(server.state()));
     tokio::spawn(signals::reload_on_sighup(
         server.state(),
+        server.discovery(),
         server.stats(),
         path,
     ));

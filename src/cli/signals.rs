@@ -7,6 +7,7 @@ use arc_swap::ArcSwap;
 use tracing::{error, info};
 
 use crate::config::Config;
+use crate::discovery::Discovery;
 use crate::proxy::State;
 use crate::server;
 use crate::stats::ServerStats;
@@ -28,10 +29,12 @@ pub async fn stop() {
     }
 }
 
-/// Reloads `path` into `state` on every SIGHUP; a bad file keeps the running table.
+/// Reloads `path` into `state` on every SIGHUP (through `discovery`, which resolves
+/// and watches its names); a bad file keeps the running table.
 #[cfg(unix)]
 pub async fn reload_on_sighup(
     state: Arc<ArcSwap<State>>,
+    discovery: Arc<Discovery>,
     stats: Arc<ServerStats>,
     path: Option<PathBuf>,
 ) {
@@ -44,12 +47,17 @@ pub async fn reload_on_sighup(
             info!("SIGHUP: the demo has no configuration file to reload");
             continue;
         };
-        reload(&state, &stats, path);
+        reload(&state, &discovery, &stats, path).await;
     }
 }
 
-fn reload(state: &ArcSwap<State>, stats: &ServerStats, path: &Path) {
-    match server::reload_counted(state, stats, Config::load(path)) {
+async fn reload(
+    state: &ArcSwap<State>,
+    discovery: &Arc<Discovery>,
+    stats: &ServerStats,
+    path: &Path,
+) {
+    match server::reload_counted(discovery, stats, Config::load(path)).await {
         Ok(()) => info!(
             "SIGHUP: reloaded {} (generation {})",
             path.display(),

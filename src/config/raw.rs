@@ -30,6 +30,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) connect: RawConnect,
     pub(super) admin: Option<Spanned<RawAdmin>>,
+    #[serde(default)]
+    pub(super) dns: RawDns,
     // Neither keys nor values are `Spanned`: toml cannot span `[hosts."name"]` tables.
     // Errors about an entry point at where its key is written (see `key_span`).
     #[serde(default)]
@@ -73,6 +75,18 @@ pub(super) struct RawPassive {
     pub(super) max_eject: Option<Spanned<DurationValue>>,
     pub(super) statuses: Option<Vec<Spanned<u16>>>,
     pub(super) probe_interval: Option<Spanned<DurationValue>>,
+}
+
+/// `[dns]`: fields as `config::Dns`'s.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDns {
+    #[serde(default)]
+    pub(super) servers: Vec<Spanned<String>>,
+    pub(super) min_ttl: Option<Spanned<DurationValue>>,
+    pub(super) max_ttl: Option<Spanned<DurationValue>>,
+    pub(super) hold: Option<Spanned<DurationValue>>,
+    pub(super) timeout: Option<Spanned<DurationValue>>,
 }
 
 /// `access_log`: a switch or a path.
@@ -119,9 +133,11 @@ pub(super) struct RawHealth {
     pub(super) expect: Option<Spanned<String>>,
 }
 
-/// A backend written as `"ip[:port]"` or `{ addr = "ip[:port]", weight = N }`.
+/// A backend written as `"ip[:port]"`, `"name[:port]"`, `{ addr = "...", weight = N }`
+/// or `{ srv = "_service._proto.name" }`.
 pub(super) struct RawBackend {
-    pub(super) addr: String,
+    pub(super) addr: Option<String>,
+    pub(super) srv: Option<Spanned<String>>,
     pub(super) weight: Option<Spanned<u32>>,
     pub(super) max_conns: Option<Spanned<usize>>,
 }
@@ -129,7 +145,8 @@ pub(super) struct RawBackend {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawBackendTable {
-    pub(super) addr: String,
+    pub(super) addr: Option<String>,
+    pub(super) srv: Option<Spanned<String>>,
     pub(super) weight: Option<Spanned<u32>>,
     pub(super) max_conns: Option<Spanned<usize>>,
 }
@@ -140,11 +157,12 @@ impl<'de> Deserialize<'de> for RawBackend {
         impl<'de> Visitor<'de> for BackendVisitor {
             type Value = RawBackend;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("\"ip:port\" or { addr = \"ip:port\", weight = N }")
+                f.write_str("\"ip:port\", \"name:port\", { addr = \"ip:port\", weight = N } or { srv = \"_http._tcp.name\" }")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<RawBackend, E> {
                 Ok(RawBackend {
-                    addr: v.to_string(),
+                    addr: Some(v.to_string()),
+                    srv: None,
                     weight: None,
                     max_conns: None,
                 })
@@ -153,6 +171,7 @@ impl<'de> Deserialize<'de> for RawBackend {
                 let t = RawBackendTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
                 Ok(RawBackend {
                     addr: t.addr,
+                    srv: t.srv,
                     weight: t.weight,
                     max_conns: t.max_conns,
                 })

@@ -241,3 +241,83 @@ fn admin_listener_is_loopback_or_guarded() {
         ),
     ]);
 }
+
+#[test]
+fn backends_may_be_names_and_srv_records_beside_addresses() {
+    let c = parse(
+        r#"
+[dns]
+servers = ["127.0.0.1:5353", "10.0.0.53"]
+hold = "5s"
+
+[hosts]
+"api.test" = ["10.0.0.1:8080", "API.internal:8080", "plain.internal", { addr = "w.internal:81", weight = 3, max_conns = 7 }]
+"svc.test" = { backends = [{ srv = "_http._tcp.api.service.consul" }] }
+"abs.test" = ["api.default.svc.cluster.local.:8080"]
+"#,
+    )
+    .unwrap();
+    let api = &c.hosts[0];
+    assert_eq!(api.backends.len(), 1);
+    let names: Vec<String> = api.names.iter().map(|n| n.name.to_string()).collect();
+    assert_eq!(
+        names,
+        ["api.internal:8080", "plain.internal:80", "w.internal:81"]
+    );
+    assert_eq!((api.names[2].weight, api.names[2].max_conns), (3, Some(7)));
+    assert_eq!(
+        c.hosts[1].names[0].name,
+        DnsName::Srv("_http._tcp.api.service.consul".into())
+    );
+    assert_eq!(
+        c.dns.servers,
+        ["127.0.0.1:5353", "10.0.0.53:53"]
+            .map(|s| s.parse::<SocketAddr>().unwrap())
+            .to_vec()
+    );
+    assert_eq!(c.dns.hold, Duration::from_secs(5));
+    // A trailing dot (an absolute name, no search list) is kept.
+    assert_eq!(
+        c.hosts[2].names[0].name.to_string(),
+        "api.default.svc.cluster.local.:8080"
+    );
+    assert_eq!(c.dns.min_ttl, Dns::default().min_ttl);
+    // Without names and without [dns], nothing changes.
+    let plain = parse("[hosts]\n\"a.test\" = [\"10.0.0.1\"]\n").unwrap();
+    assert!(plain.hosts[0].names.is_empty());
+    assert_eq!(plain.dns, Dns::default());
+}
+
+#[test]
+fn bad_names_and_dns_settings_are_located() {
+    assert_errors(&[
+        (
+            "[hosts]\n\"a.test\" = [\"10.0.0.300\"]\n",
+            "t.toml:2:13: bad backend address `10.0.0.300`",
+        ),
+        (
+            "[hosts]\n\"a.test\" = [\"bad name.internal\"]\n",
+            "t.toml:2:13: bad backend address `bad name.internal`",
+        ),
+        (
+            "[hosts]\n\"a.test\" = [{ srv = \"_http._tcp.x\", weight = 2 }]\n",
+            "t.toml:2:46: an SRV backend takes its weights from the records",
+        ),
+        (
+            "[hosts]\n\"a.test\" = [{ srv = \"_x._tcp.a\", addr = \"b.internal\" }]\n",
+            "t.toml:2:13: a backend table needs either `addr` or `srv`",
+        ),
+        (
+            "[hosts]\n\"a.test\" = [\"x.internal\", \"X.internal:80\"]\n",
+            "t.toml:2:27: backend `x.internal:80` is listed twice",
+        ),
+        (
+            "[dns]\nservers = [\"localhost\"]\n[hosts]\n\"a.test\" = [\"10.0.0.1\"]\n",
+            "t.toml:2:12: bad dns.servers entry `localhost`",
+        ),
+        (
+            "[dns]\nmin_ttl = \"10s\"\nmax_ttl = \"5s\"\n[hosts]\n\"a.test\" = [\"10.0.0.1\"]\n",
+            "t.toml:3:11: dns.max_ttl must not be shorter than dns.min_ttl",
+        ),
+    ]);
+}

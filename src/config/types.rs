@@ -34,6 +34,37 @@ pub struct Config {
     pub hosts: Vec<HostEntryConfig>,
     /// The admin listener (metrics, status page), off unless configured.
     pub admin: Option<Admin>,
+    /// How backends written as names are resolved (`[dns]`).
+    pub dns: Dns,
+}
+
+/// `[dns]`: the resolver behind backends written as names or SRV records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dns {
+    /// Name servers to ask; empty means those of `/etc/resolv.conf`.
+    pub servers: Vec<SocketAddr>,
+    /// Shortest time between two resolutions of a name, whatever its TTL says
+    /// (Consul answers with TTL 0 by default; a resolver must not be asked in a loop).
+    pub min_ttl: Duration,
+    /// Longest time an answer is kept before asking again, whatever its TTL says.
+    pub max_ttl: Duration,
+    /// How long an NXDOMAIN or an empty answer keeps the last good set before the
+    /// name's backends are removed (a failing resolver keeps it indefinitely).
+    pub hold: Duration,
+    /// How long one query may take before the resolver counts it as failed.
+    pub timeout: Duration,
+}
+
+impl Default for Dns {
+    fn default() -> Self {
+        Dns {
+            servers: Vec::new(),
+            min_ttl: Duration::from_secs(1),
+            max_ttl: Duration::from_secs(300),
+            hold: Duration::from_secs(30),
+            timeout: Duration::from_secs(2),
+        }
+    }
 }
 
 /// `access_log = true | false | "PATH"`.
@@ -129,8 +160,10 @@ pub struct HostEntryConfig {
     pub name: String,
     /// Port, when the entry lists one explicitly (`"app.test:8080"`).
     pub port: Option<u16>,
-    /// Backends in file order.
+    /// Backends written as addresses, in file order.
     pub backends: Vec<BackendConfig>,
+    /// Backends written as names or SRV records, resolved at run time (`discovery`).
+    pub names: Vec<NamedBackend>,
     /// How requests are spread over the backends.
     pub balance: Balance,
     /// What `balance = "hash"` and `"maglev"` hash.
@@ -178,6 +211,43 @@ pub struct BackendConfig {
     pub weight: u32,
     /// Its own connection limit, over `limits.backend_max_conns`.
     pub max_conns: Option<usize>,
+    /// Its SRV priority (RFC 2782): only the lowest priority with a member in rotation
+    /// takes requests. 0 for backends written as addresses.
+    pub priority: u16,
+}
+
+/// A backend written as a name: every address it resolves to becomes a backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedBackend {
+    /// What to resolve.
+    pub name: DnsName,
+    /// Share of each address (an SRV record's weight replaces it).
+    pub weight: u32,
+    /// Connection limit of each address.
+    pub max_conns: Option<usize>,
+}
+
+/// What a named backend resolves.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DnsName {
+    /// `"name:port"`: its A and AAAA records, each address on `port`.
+    Host {
+        /// The name, lower case.
+        name: String,
+        /// The port every address gets.
+        port: u16,
+    },
+    /// `{ srv = "_service._proto.name" }`: its SRV records (ports, weights, priorities).
+    Srv(String),
+}
+
+impl fmt::Display for DnsName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DnsName::Host { name, port } => write!(f, "{name}:{port}"),
+            DnsName::Srv(name) => write!(f, "srv:{name}"),
+        }
+    }
 }
 
 impl fmt::Display for BackendConfig {
@@ -195,6 +265,7 @@ impl From<SocketAddr> for BackendConfig {
             addr,
             weight: 1,
             max_conns: None,
+            priority: 0,
         }
     }
 }
@@ -315,6 +386,7 @@ impl HostEntryConfig {
             name: name.to_ascii_lowercase(),
             port: None,
             backends: backends.iter().map(|&addr| addr.into()).collect(),
+            names: Vec::new(),
             balance: Balance::default(),
             hash_key: HashKey::ClientIp,
             max_body_bytes: None,
@@ -406,6 +478,7 @@ impl Config {
             connect_allow: Vec::new(),
             hosts,
             admin: None,
+            dns: Dns::default(),
         }
     }
 }

@@ -10,14 +10,18 @@ use toml::Spanned;
 
 use super::error::Invalid;
 use super::raw::{
-    DurationValue, RawAccessLog, RawAdmin, RawBackend, RawConfig, RawConnect, RawHealth, RawHost,
-    RawLimits, RawPassive, RawRetries, RawTimeouts,
+    DurationValue, RawAccessLog, RawAdmin, RawBackend, RawConfig, RawConnect, RawDns, RawHealth,
+    RawHost, RawLimits, RawPassive, RawRetries, RawTimeouts,
 };
 use super::types::{
-    AccessLogFormat, AccessLogTarget, Admin, BackendConfig, Balance, Config, ConnectRule, HashKey,
-    HealthCheck, HostEntryConfig, Limits, Passive, Retries, Timeouts,
+    AccessLogFormat, AccessLogTarget, Admin, BackendConfig, Balance, Config, ConnectRule, Dns,
+    DnsName, HashKey, HealthCheck, HostEntryConfig, Limits, NamedBackend, Passive, Retries,
+    Timeouts,
 };
-use super::values::{parse_backend, parse_connect_rule, parse_host_key, parse_status_range};
+use super::values::{
+    parse_backend, parse_backend_name, parse_connect_rule, parse_dns_name, parse_host_key,
+    parse_status_range,
+};
 
 /// Validates the whole file; `text` locates host keys, which toml cannot span.
 pub(super) fn config(raw: RawConfig, text: &str) -> Result<Config, Invalid> {
@@ -52,6 +56,38 @@ pub(super) fn config(raw: RawConfig, text: &str) -> Result<Config, Invalid> {
         connect_allow: connect(&raw.connect)?,
         hosts: hosts(raw.hosts, text)?,
         admin: raw.admin.as_ref().map(admin).transpose()?,
+        dns: dns(&raw.dns)?,
+    })
+}
+
+/// `[dns]`: name servers and how long answers are kept.
+fn dns(d: &RawDns) -> Result<Dns, Invalid> {
+    let defaults = Dns::default();
+    let servers = d
+        .servers
+        .iter()
+        .map(|s| {
+            let text = s.get_ref();
+            text.parse::<SocketAddr>()
+                .or_else(|_| text.parse().map(|ip| SocketAddr::new(ip, 53)))
+                .map_err(|_| {
+                    (
+                        s.span(),
+                        format!("bad dns.servers entry `{text}`: expected IP or IP:PORT, e.g. \"127.0.0.1:5353\""),
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let min_ttl = positive(&d.min_ttl, defaults.min_ttl, "dns.min_ttl")?;
+    let max_ttl = positive(&d.max_ttl, defaults.max_ttl.max(min_ttl), "dns.max_ttl")?;
+    not_shorter(min_ttl, (max_ttl, &d.max_ttl), "dns.max_ttl", "dns.min_ttl")?;
+    Ok(Dns {
+        servers,
+        min_ttl,
+        max_ttl,
+        // 0 is allowed: an NXDOMAIN then removes the name's backends at once.
+        hold: d.hold.as_ref().map_or(defaults.hold, |h| h.get_ref().0),
+        timeout: positive(&d.timeout, defaults.timeout, "dns.timeout")?,
     })
 }
 
@@ -195,13 +231,12 @@ fn passive(p: &RawPassive) -> Result<Passive, Invalid> {
     };
     let eject = positive(&p.eject, d.eject, "passive.eject")?;
     let max_eject = positive(&p.max_eject, d.max_eject.max(eject), "passive.max_eject")?;
-    if max_eject < eject {
-        let span = p.max_eject.as_ref().map_or(0..0, |m| m.span());
-        return Err((
-            span,
-            "passive.max_eject must not be shorter than passive.eject".into(),
-        ));
-    }
+    not_shorter(
+        eject,
+        (max_eject, &p.max_eject),
+        "passive.max_eject",
+        "passive.eject",
+    )?;
     let mut statuses = Vec::new();
     for st in p.statuses.iter().flatten() {
         if !(500..=599).contains(st.get_ref()) {
@@ -322,6 +357,7 @@ fn host_entry(
         name,
         port,
         backends: Vec::new(),
+        names: Vec::new(),
         balance,
         hash_key,
         max_body_bytes: raw.max_body_bytes,
@@ -330,6 +366,8 @@ fn host_entry(
         health: raw.health.as_ref().map(health).transpose()?,
     };
     let list = raw.backends.get_ref();
+    // An entry of names only may still resolve to nothing; that is the resolver's
+    // business at run time, but an empty list is a mistake in the file.
     if list.is_empty() {
         let span = if raw.backends.span().is_empty() {
             key_span
@@ -339,34 +377,84 @@ fn host_entry(
         return Err((span, format!("host `{}` has no backends", entry.key())));
     }
     for b in list {
-        let backend = backend(b)?;
-        if entry.backends.iter().any(|c| c.addr == backend.addr) {
-            return Err((
+        let twice = |what: String| {
+            Err((
                 b.span(),
                 format!(
-                    "backend `{}` is listed twice for host `{}`",
-                    backend.addr,
+                    "backend `{what}` is listed twice for host `{}`",
                     entry.key()
                 ),
-            ));
+            ))
+        };
+        match backend(b)? {
+            Backend::Addr(backend) => {
+                if entry.backends.iter().any(|c| c.addr == backend.addr) {
+                    return twice(backend.addr.to_string());
+                }
+                entry.backends.push(backend);
+            }
+            Backend::Name(named) => {
+                if entry.names.iter().any(|n| n.name == named.name) {
+                    return twice(named.name.to_string());
+                }
+                entry.names.push(named);
+            }
         }
-        entry.backends.push(backend);
     }
     Ok(entry)
 }
 
-/// A backend: `"ip[:port]"` or `{ addr, weight }`.
-fn backend(b: &Spanned<RawBackend>) -> Result<BackendConfig, Invalid> {
+/// A validated backend: an address, or a name resolved at run time.
+enum Backend {
+    /// `"ip[:port]"` or `{ addr = "ip[:port]" }`.
+    Addr(BackendConfig),
+    /// `"name[:port]"`, `{ addr = "name[:port]" }` or `{ srv = "..." }`.
+    Name(NamedBackend),
+}
+
+/// A backend: `"ip[:port]"`, `"name[:port]"`, `{ addr, weight, max_conns }` or `{ srv }`.
+fn backend(b: &Spanned<RawBackend>) -> Result<Backend, Invalid> {
     let raw = b.get_ref();
-    let addr = parse_backend(&raw.addr).ok_or_else(|| {
-        (
-            b.span(),
-            format!(
-                "bad backend address `{}`: expected IP or IP:PORT, e.g. \"10.0.0.5:8080\"",
-                raw.addr
-            ),
-        )
-    })?;
+    let name = match (&raw.addr, &raw.srv) {
+        (Some(_), Some(_)) | (None, None) => {
+            return Err((
+                b.span(),
+                "a backend table needs either `addr` or `srv`, not both".into(),
+            ))
+        }
+        (None, Some(srv)) => {
+            if let Some(w) = &raw.weight {
+                return Err((
+                    w.span(),
+                    "an SRV backend takes its weights from the records: remove `weight`".into(),
+                ));
+            }
+            let name = parse_dns_name(srv.get_ref()).ok_or_else(|| {
+                (
+                    srv.span(),
+                    format!(
+                        "bad SRV name `{}`: expected e.g. \"_http._tcp.api.service.consul\"",
+                        srv.get_ref()
+                    ),
+                )
+            })?;
+            Some(DnsName::Srv(name))
+        }
+        (Some(addr), None) => match parse_backend(addr) {
+            Some(_) => None,
+            None => {
+                let (name, port) = parse_backend_name(addr).ok_or_else(|| {
+                    (
+                        b.span(),
+                        format!(
+                            "bad backend address `{addr}`: expected IP, IP:PORT, NAME or NAME:PORT, e.g. \"10.0.0.5:8080\""
+                        ),
+                    )
+                })?;
+                Some(DnsName::Host { name, port })
+            }
+        },
+    };
     let weight = match &raw.weight {
         None => 1,
         Some(w) if (1..=1000).contains(w.get_ref()) => *w.get_ref(),
@@ -378,10 +466,19 @@ fn backend(b: &Spanned<RawBackend>) -> Result<BackendConfig, Invalid> {
         }
         m => m.as_ref().map(|m| *m.get_ref()),
     };
-    Ok(BackendConfig {
-        addr,
-        weight,
-        max_conns,
+    Ok(match (name, raw.addr.as_deref().and_then(parse_backend)) {
+        (Some(name), _) => Backend::Name(NamedBackend {
+            name,
+            weight,
+            max_conns,
+        }),
+        (None, Some(addr)) => Backend::Addr(BackendConfig {
+            addr,
+            weight,
+            max_conns,
+            priority: 0,
+        }),
+        (None, None) => return Err((b.span(), "a backend without an address".into())),
     })
 }
 
@@ -460,6 +557,24 @@ fn key_span(text: &str, key: &str) -> Range<usize> {
         offset += line.len();
     }
     0..0
+}
+
+/// A bound (`long`, its value and how it was written) that must not be shorter than
+/// the duration it bounds (`short`).
+fn not_shorter(
+    short: Duration,
+    long: (Duration, &Option<Spanned<DurationValue>>),
+    long_name: &str,
+    short_name: &str,
+) -> Result<(), Invalid> {
+    if long.0 >= short {
+        return Ok(());
+    }
+    let span = long.1.as_ref().map_or(0..0, |m| m.span());
+    Err((
+        span,
+        format!("{long_name} must not be shorter than {short_name}"),
+    ))
 }
 
 fn positive(

@@ -36,6 +36,39 @@ pub fn parse_backend(s: &str) -> Option<SocketAddr> {
         .map(|ip| SocketAddr::new(ip, DEFAULT_BACKEND_PORT))
 }
 
+/// Parses a backend written as a DNS name, `name` or `name:port` (port 80 when
+/// omitted, as for an IP). `None` for anything that is not a plausible name: a mistyped
+/// IP (a name's last label is never all digits) or a single label (`"x"`, more often
+/// a typo than a name; `"api.default"` reaches a Kubernetes Service all the same).
+pub fn parse_backend_name(s: &str) -> Option<(String, u16)> {
+    let (name, port) = match s.rsplit_once(':') {
+        Some((name, port)) => (name, port.parse().ok().filter(|p| *p != 0)?),
+        None => (s, DEFAULT_BACKEND_PORT),
+    };
+    let name = parse_dns_name(name)?;
+    name.trim_end_matches('.')
+        .contains('.')
+        .then_some((name, port))
+}
+
+/// A DNS name (RFC 1035 §2.3.1 labels, plus `_` for SRV owner names), lower case. A
+/// trailing dot is kept: it makes the name absolute, so the resolver does not try the
+/// resolv.conf search list first (Kubernetes pods have `ndots:5`). `None` when it is
+/// not a name.
+pub fn parse_dns_name(s: &str) -> Option<String> {
+    let name = s.to_ascii_lowercase();
+    let labels: Vec<&str> = name.strip_suffix('.').unwrap_or(&name).split('.').collect();
+    let label_ok = |l: &&str| {
+        (1..=63).contains(&l.len())
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    let last_numeric = labels
+        .last()
+        .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()));
+    (name.len() <= 253 && labels.iter().all(label_ok) && !last_numeric).then_some(name)
+}
+
 /// Splits a host-table key into a lower-case name and an optional explicit port.
 /// Uses the request path's own host syntax, so every key can match a request.
 pub fn parse_host_key(key: &str) -> Option<(String, Option<u16>)> {

@@ -68,24 +68,39 @@ impl State {
                         })
                         .clone(),
                     weight: b.weight,
+                    priority: b.priority,
                 })
                 .collect();
             let key = host.key();
-            // The counters go on when the entry's backends are the same, in the same
-            // order (their indexes are the counters' indexes).
-            let traffic = previous
-                .and_then(|p| p.hosts.get(&key))
-                .filter(|old| {
-                    old.balancer
+            // The counters go on whole when the entry's backends are the same, in the
+            // same order (their indexes are the counters' indexes); when the list
+            // changed (a reload, a DNS answer), the entry's and those of the backends
+            // that stay go on, matched by address.
+            let traffic = match previous.and_then(|p| p.hosts.get(&key)) {
+                None => Arc::new(Traffic::new(host.backends.len())),
+                Some(old) => {
+                    let old_addrs: Vec<SocketAddr> = old
+                        .balancer
                         .members()
                         .iter()
                         .map(|m| m.backend.addr)
+                        .collect();
+                    if old_addrs
+                        .iter()
+                        .copied()
                         .eq(host.backends.iter().map(|b| b.addr))
-                })
-                .map_or_else(
-                    || Arc::new(Traffic::new(host.backends.len())),
-                    |old| old.traffic.clone(),
-                );
+                    {
+                        old.traffic.clone()
+                    } else {
+                        let kept: Vec<Option<usize>> = host
+                            .backends
+                            .iter()
+                            .map(|b| old_addrs.iter().position(|&a| a == b.addr))
+                            .collect();
+                        Arc::new(old.traffic.carried(&kept))
+                    }
+                }
+            };
             entries.push(Arc::new(HostEntry {
                 key,
                 traffic,

@@ -61,7 +61,8 @@ pub enum NoPick {
 }
 
 impl<B: Candidate> Balancer<B> {
-    /// A balancer for `members` (never empty: config validation sees to it).
+    /// A balancer for `members` (empty only when every name of the entry resolved to
+    /// nothing: then every pick answers 503).
     pub fn new(
         kind: Balance,
         hash_key: &HashKey,
@@ -127,7 +128,7 @@ impl<B: Candidate> Balancer<B> {
     /// As `pick`, the member's index in `members()`.
     pub fn pick_index(&self, affinity: Option<u64>, tried: &[SocketAddr]) -> Result<usize, NoPick> {
         let avail = self.availability();
-        let Some(tier) = self.tier(&avail) else {
+        let Some(eligible) = self.eligible(&avail) else {
             let retry_after = self
                 .members
                 .iter()
@@ -137,7 +138,7 @@ impl<B: Candidate> Balancer<B> {
             return Err(NoPick::AllDown(ProxyError::AllDown(retry_after)));
         };
         let candidates: Vec<usize> = (0..self.members.len())
-            .filter(|&i| tier(avail[i]))
+            .filter(|&i| eligible[i])
             .filter(|&i| !tried.contains(&self.members[i].backend.addr()))
             .collect();
         let i = self.choose(&candidates, affinity).ok_or(NoPick::AllTried)?;
@@ -173,20 +174,39 @@ impl<B: Candidate> Balancer<B> {
         }
     }
 
+    /// Which members a pick may choose among: those of the availability tier, and of
+    /// those only the ones of the lowest SRV priority present (RFC 2782: a client MUST
+    /// contact the lowest-numbered priority it can reach). `None`: no member may.
+    fn eligible(&self, avail: &[Availability]) -> Option<Vec<bool>> {
+        if self.members.is_empty() {
+            return None;
+        }
+        let tier = self.tier(avail)?;
+        let lowest = (0..self.members.len())
+            .filter(|&i| tier(avail[i]))
+            .map(|i| self.members[i].priority)
+            .min()?;
+        Some(
+            (0..self.members.len())
+                .map(|i| tier(avail[i]) && self.members[i].priority == lowest)
+                .collect(),
+        )
+    }
+
     /// The share of requests each member should get now: its weight over the weights
     /// of the members a pick may choose (all zero when none may be chosen).
     pub fn fair_shares(&self) -> Vec<f64> {
         let avail = self.availability();
-        let Some(tier) = self.tier(&avail) else {
+        let Some(eligible) = self.eligible(&avail) else {
             return vec![0.0; self.members.len()];
         };
         let total: u32 = (0..self.members.len())
-            .filter(|&i| tier(avail[i]))
+            .filter(|&i| eligible[i])
             .map(|i| self.members[i].weight)
             .sum();
         (0..self.members.len())
             .map(|i| {
-                if tier(avail[i]) && total > 0 {
+                if eligible[i] && total > 0 {
                     f64::from(self.members[i].weight) / f64::from(total)
                 } else {
                     0.0
@@ -354,6 +374,7 @@ mod tests {
             .map(|(i, &w)| Member {
                 backend: Arc::new(Idle(SocketAddr::from(([10, 0, 0, i as u8 + 1], 80)))),
                 weight: w,
+                priority: 0,
             })
             .collect()
     }
@@ -443,5 +464,44 @@ mod tests {
             b.pick(None, &[first, second]),
             Err(NoPick::AllTried)
         ));
+    }
+
+    #[test]
+    fn only_the_lowest_priority_takes_requests_and_none_empties_the_entry() {
+        let mut m = members(&[1, 1, 1]);
+        m[2].priority = 20;
+        m[0].priority = 10;
+        m[1].priority = 10;
+        for kind in [Balance::RoundRobin, Balance::Maglev, Balance::Hash] {
+            let m = members(&[1, 1, 1])
+                .into_iter()
+                .enumerate()
+                .map(|(i, mut x)| {
+                    x.priority = if i == 2 { 20 } else { 10 };
+                    x
+                })
+                .collect();
+            let b = Balancer::new(kind, &HashKey::ClientIp, m, false);
+            let counts = spread(&b, 300);
+            assert_eq!(counts[2], 0, "{kind:?}: priority 20 used: {counts:?}");
+            assert_eq!(b.fair_shares(), vec![0.5, 0.5, 0.0]);
+        }
+        let only_high = Balancer::new(
+            Balance::RoundRobin,
+            &HashKey::ClientIp,
+            m.split_off(2),
+            false,
+        );
+        assert_eq!(spread(&only_high, 3), vec![3]);
+        for kind in [
+            Balance::RoundRobin,
+            Balance::Maglev,
+            Balance::Hash,
+            Balance::P2c,
+        ] {
+            let empty: Balancer<Idle> = Balancer::new(kind, &HashKey::ClientIp, Vec::new(), true);
+            assert!(matches!(empty.pick(Some(7), &[]), Err(NoPick::AllDown(_))));
+            assert!(empty.fair_shares().is_empty());
+        }
     }
 }

@@ -42,6 +42,9 @@ pub struct Member<B> {
     pub backend: Arc<B>,
     /// Relative share of requests.
     pub weight: u32,
+    /// SRV priority (RFC 2782 §"Priority"): only the lowest priority among the members
+    /// a pick may choose takes requests; 0 for backends written as addresses.
+    pub priority: u16,
 }
 
 /// Backends for the routing unit tests, which need no connections.

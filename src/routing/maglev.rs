@@ -22,6 +22,10 @@ impl Maglev {
     /// The table for `members` (never empty), of `size` slots (a prime).
     pub fn new<B: Candidate>(members: &[Member<B>], size: usize) -> Maglev {
         // The same set gives the same table, whatever order the file lists it in.
+        if members.is_empty() {
+            // A name that resolves to nothing leaves an entry without members.
+            return Maglev { table: Vec::new() };
+        }
         let mut order: Vec<usize> = (0..members.len()).collect();
         order.sort_by_key(|&i| members[i].backend.addr().to_string());
         let m = size as u64;
@@ -63,6 +67,9 @@ impl Maglev {
     /// The member for a key's hash when `usable` allows it; else the first usable one
     /// in the slots that follow (only the keys of an unusable member move).
     pub fn lookup(&self, hash: u64, usable: impl Fn(usize) -> bool) -> Option<usize> {
+        if self.table.is_empty() {
+            return None;
+        }
         let start = (hash % self.table.len() as u64) as usize;
         (0..self.table.len())
             .map(|k| self.table[(start + k) % self.table.len()] as usize)
@@ -94,6 +101,7 @@ mod tests {
             .map(|&(last, weight)| Member {
                 backend: Arc::new(Idle(SocketAddr::from(([10, 0, 0, last], 8080)))),
                 weight,
+                priority: 0,
             })
             .collect()
     }

@@ -12,22 +12,26 @@ use crate::stats::{Histogram, StatusCounts};
 pub const WINDOW: usize = 1024;
 
 /// Counters of one host entry, recorded when a request finishes.
+///
+/// Every counter is shared (`Arc`) so that a new generation of the entry whose members
+/// changed (a reload, a DNS answer) keeps counting where the old one was, for the entry
+/// and for each member still there: Prometheus counters must not go back.
 #[derive(Debug)]
 pub struct Traffic {
     /// Responses by status per member (balancer order): `relevo_requests_total`.
-    pub by_member: Vec<StatusCounts>,
+    pub by_member: Vec<Arc<StatusCounts>>,
     /// Responses relevo gave itself, no backend involved (`backend="none"`).
-    pub own: StatusCounts,
+    pub own: Arc<StatusCounts>,
     /// Head received → response end: `relevo_request_duration_seconds`.
-    pub duration: Histogram,
+    pub duration: Arc<Histogram>,
     /// The same, per member (the status page's per-backend p50/p99).
-    pub member_durations: Vec<Histogram>,
+    pub member_durations: Vec<Arc<Histogram>>,
     /// Failed attempts per member that were tried again: `relevo_retries_total`.
-    pub retried: Vec<AtomicU64>,
+    pub retried: Vec<Arc<AtomicU64>>,
     /// Request body bytes read from clients (shared with each request's body reader).
     pub bytes_in: Arc<AtomicU64>,
     /// Response body bytes sent to clients.
-    pub bytes_out: AtomicU64,
+    pub bytes_out: Arc<AtomicU64>,
     /// Member index + 1 of each of the last `WINDOW` forwarded requests (0: empty).
     window: Box<[AtomicU16]>,
     /// Where the next request goes in `window`.
@@ -38,13 +42,37 @@ impl Traffic {
     /// Counters for an entry of `members` backends.
     pub fn new(members: usize) -> Traffic {
         Traffic {
-            by_member: (0..members).map(|_| StatusCounts::default()).collect(),
-            own: StatusCounts::default(),
-            retried: (0..members).map(|_| AtomicU64::new(0)).collect(),
-            duration: Histogram::default(),
-            member_durations: (0..members).map(|_| Histogram::default()).collect(),
+            by_member: (0..members).map(|_| Arc::default()).collect(),
+            own: Arc::default(),
+            retried: (0..members).map(|_| Arc::default()).collect(),
+            duration: Arc::default(),
+            member_durations: (0..members).map(|_| Arc::default()).collect(),
             bytes_in: Arc::default(),
-            bytes_out: AtomicU64::new(0),
+            bytes_out: Arc::default(),
+            window: (0..WINDOW).map(|_| AtomicU16::new(0)).collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Counters for a new member list: `kept[i]` is the index in `self` of new member
+    /// `i` if it was a member before. Kept members and the entry go on counting where
+    /// they were; new members start at zero. The spread's window starts empty, since
+    /// its indexes were the old list's.
+    pub fn carried(&self, kept: &[Option<usize>]) -> Traffic {
+        fn pick<T: Default>(v: &[Arc<T>], old: Option<usize>) -> Arc<T> {
+            old.and_then(|o| v.get(o)).cloned().unwrap_or_default()
+        }
+        Traffic {
+            by_member: kept.iter().map(|&o| pick(&self.by_member, o)).collect(),
+            own: self.own.clone(),
+            retried: kept.iter().map(|&o| pick(&self.retried, o)).collect(),
+            duration: self.duration.clone(),
+            member_durations: kept
+                .iter()
+                .map(|&o| pick(&self.member_durations, o))
+                .collect(),
+            bytes_in: self.bytes_in.clone(),
+            bytes_out: self.bytes_out.clone(),
             window: (0..WINDOW).map(|_| AtomicU16::new(0)).collect(),
             next: AtomicUsize::new(0),
         }
@@ -116,5 +144,20 @@ mod tests {
         assert_eq!(t.recent(), vec![0, 3]);
         assert_eq!(t.own.nonzero(), vec![(403, 1)]);
         assert_eq!(t.bytes_out.load(Ordering::Relaxed), 40);
+    }
+
+    #[test]
+    fn carried_counters_follow_the_members_that_stay() {
+        let old = Traffic::new(2);
+        old.record(Some(0), 200, Duration::from_millis(1), 1);
+        old.record(Some(1), 502, Duration::from_millis(1), 1);
+        // Member 1 stays (now first), member 0 goes, a new one comes.
+        let new = old.carried(&[Some(1), None]);
+        assert_eq!(new.by_member[0].nonzero(), vec![(502, 1)]);
+        assert!(new.by_member[1].nonzero().is_empty());
+        // A request of the old generation still finishing counts in the new one too.
+        old.record(Some(1), 200, Duration::from_millis(1), 1);
+        assert_eq!(new.by_member[0].nonzero(), vec![(200, 1), (502, 1)]);
+        assert_eq!(new.duration.snapshot().count(), 3);
     }
 }

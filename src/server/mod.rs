@@ -14,6 +14,7 @@ use tokio::sync::watch;
 
 use crate::admin;
 use crate::config::Config;
+use crate::discovery::Discovery;
 use crate::downstream::connection::{self, Drain, Settings};
 use crate::downstream::listener::Listener;
 use crate::proxy::{self, State};
@@ -43,6 +44,8 @@ pub struct Server {
     stats: Arc<ServerStats>,
     /// The admin listener, when configured.
     admin: Option<admin::AdminServer>,
+    /// The names of the configuration, resolved when `run` starts and watched.
+    discovery: Arc<Discovery>,
 }
 
 impl Server {
@@ -63,20 +66,30 @@ impl Server {
         };
         let admin_config = config.admin.clone();
         let wants_log = config.access_log != crate::config::AccessLogTarget::Off;
+        let base = config.clone();
         let state = State::build(config, None);
         if wants_log && state.access_log.is_none() {
             return Err(io::Error::other("cannot open the access log"));
         }
         state.start_health_checks();
         let state = Arc::new(ArcSwap::from_pointee(state));
+        let live = state.clone();
+        let discovery = Discovery::new(
+            base,
+            Box::new(move |effective| reload::reload(&live, effective)),
+        );
         let admin = admin_config
-            .map(|a| admin::AdminServer::bind(&a, inherited.admin, state.clone(), stats.clone()))
+            .map(|a| {
+                let sources = (state.clone(), stats.clone(), discovery.clone());
+                admin::AdminServer::bind(&a, inherited.admin, sources)
+            })
             .transpose()?;
         Ok(Server {
             listener,
             state,
             stats,
             admin,
+            discovery,
         })
     }
 
@@ -110,6 +123,11 @@ impl Server {
         self.state.clone()
     }
 
+    /// The names of the configuration and their watchers, for reloads.
+    pub fn discovery(&self) -> Arc<Discovery> {
+        self.discovery.clone()
+    }
+
     /// Serves until `shutdown` resolves, then stops accepting and waits (up to
     /// `timeouts.shutdown`) for open connections to finish their requests.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
@@ -121,7 +139,11 @@ impl Server {
     }
 
     /// `run`, with the stop saying what becomes of idle connections (`Drain`).
+    ///
+    /// The configuration's names are resolved first: connections accepted by the
+    /// kernel meanwhile wait, and their requests then find the names' addresses.
     pub async fn run_until(self, shutdown: impl Future<Output = Drain>) {
+        self.discovery.start().await;
         // Tells connection tasks how to finish.
         let (stopping, stop) = watch::channel(None);
         if let Some(admin) = self.admin {

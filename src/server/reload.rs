@@ -1,5 +1,6 @@
 //! A configuration reload: a new state is built beside the live one (keeping warm
-//! backends) and swapped in whole; requests in flight finish on the old one.
+//! backends) and swapped in whole; requests in flight finish on the old one. A change
+//! of a DNS answer is applied the same way (`discovery` calls [`reload`]).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -8,10 +9,12 @@ use arc_swap::ArcSwap;
 use tracing::warn;
 
 use crate::config::Config;
+use crate::discovery::Discovery;
 use crate::proxy::State;
 use crate::stats::ServerStats;
 
-/// Replaces the live state with one built from `config`, keeping warm backends.
+/// Replaces the live state with one built from `config` (names already replaced by
+/// their addresses), keeping warm backends.
 pub fn reload(state: &ArcSwap<State>, config: Config) {
     let current = state.load();
     if config.listen != current.config.listen {
@@ -26,15 +29,17 @@ pub fn reload(state: &ArcSwap<State>, config: Config) {
 }
 
 /// A reload attempt as the signal handler makes it: `loaded` is the file read and
-/// validated, or why not. Counted either way (`relevo_config_reloads_total`).
-pub fn reload_counted<E>(
-    state: &ArcSwap<State>,
+/// validated, or why not. Counted either way (`relevo_config_reloads_total`). The
+/// names of the new file are resolved (those it shares with the running one keep their
+/// addresses) and watched from now on, by `discovery`, which applies it.
+pub async fn reload_counted<E>(
+    discovery: &Arc<Discovery>,
     stats: &ServerStats,
     loaded: Result<Config, E>,
 ) -> Result<(), E> {
     match loaded {
         Ok(config) => {
-            reload(state, config);
+            discovery.load(config).await;
             stats.reloads_ok.fetch_add(1, Ordering::Relaxed);
             Ok(())
         }

@@ -131,7 +131,15 @@ impl Backend {
 }
 
 pub async fn backend(name: &str) -> Backend {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    backend_on(name, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+}
+
+/// A backend listening on `addr` (any loopback address: `127.0.0.2:PORT` shares a port
+/// with `127.0.0.1:PORT`, as the addresses of one DNS name do); Err if it is taken.
+pub async fn backend_on(name: &str, addr: SocketAddr) -> std::io::Result<Backend> {
+    let listener = TcpListener::bind(addr).await?;
     let b = Backend {
         addr: listener.local_addr().unwrap(),
         name: name.to_string(),
@@ -151,7 +159,7 @@ pub async fn backend(name: &str) -> Backend {
             tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
         }
     });
-    b
+    Ok(b)
 }
 
 type TestBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;

@@ -98,6 +98,11 @@ impl Relevo {
         }
     }
 
+    /// The admin listener's address, from its log line.
+    pub async fn admin_addr(&self) -> SocketAddr {
+        admin_addr_in(&self.wait_log("admin listener on ").await)
+    }
+
     /// Waits (bounded) for the process to exit.
     pub async fn exit(&mut self) -> ExitStatus {
         match tokio::time::timeout(WAIT, self.child.wait()).await {
@@ -112,4 +117,15 @@ impl Relevo {
         let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
+}
+
+/// The address in relevo's "admin listener on ADDR: ..." log line.
+pub fn admin_addr_in(line: &str) -> SocketAddr {
+    let rest = line.split("admin listener on ").nth(1).unwrap();
+    rest.split(':')
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(":")
+        .parse()
+        .unwrap()
 }
