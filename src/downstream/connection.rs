@@ -418,7 +418,7 @@ async fn refuse<W: AsyncWrite + Unpin>(
 async fn write_body<W, B>(
     writer: &mut Writer<W>,
     head: Vec<u8>,
-    mut body: B,
+    body: B,
     framing: Framing,
 ) -> Result<(), String>
 where
@@ -434,6 +434,10 @@ where
             .map_err(io);
     }
     let mut head = Some(head);
+    // Dropped as soon as its end is known, before the last bytes are written: that
+    // settles the request (its upstream connection back to the pool) before the
+    // client can send the next one, as hyper's server did.
+    let mut body = Some(body);
     let mut sent: u64 = 0;
     let mut trailers = None;
     let mut line = Vec::with_capacity(20);
@@ -443,8 +447,11 @@ where
                 break;
             }
         }
+        let Some(source) = body.as_mut() else {
+            break;
+        };
         let frame = if head.is_some() {
-            match poll_once(&mut body).await {
+            match poll_once(source).await {
                 Poll::Ready(frame) => frame,
                 Poll::Pending => {
                     if let Some(h) = head.take() {
@@ -457,10 +464,13 @@ where
                 }
             }
         } else {
-            body.frame().await
+            source.frame().await
         };
         let frame = match frame {
-            None => break,
+            None => {
+                drop(body.take());
+                break;
+            }
             Some(Err(e)) => return Err(format!("response body failed: {e}")),
             Some(Ok(frame)) => frame,
         };
@@ -468,11 +478,19 @@ where
             Ok(data) => data,
             Err(frame) => {
                 trailers = frame.into_trailers().ok();
+                drop(body.take());
                 break;
             }
         };
         if data.is_empty() {
             continue;
+        }
+        let last = match framing {
+            Framing::Length(n) => sent + data.len() as u64 >= n,
+            _ => false,
+        };
+        if last || body.as_ref().is_some_and(Body::is_end_stream) {
+            drop(body.take());
         }
         let first = head.take().unwrap_or_default();
         line.clear();
