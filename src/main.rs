@@ -91,9 +91,16 @@ fn main() -> ExitCode {
                 {
                     eprintln!("{}: warning: {w}", config.display());
                 }
+                for w in &c.warnings {
+                    eprintln!("{w}");
+                }
                 let backends: usize = c.hosts.iter().map(|h| h.backends.len()).sum();
+                let certs = c
+                    .tls
+                    .as_ref()
+                    .map_or(String::new(), |t| format!(", {} certificates", t.certs.len()));
                 println!(
-                    "{}: ok ({} hosts, {backends} backends)",
+                    "{}: ok ({} hosts, {backends} backends{certs})",
                     config.display(),
                     c.hosts.len()
                 );

@@ -17,6 +17,11 @@ pub(super) const LINGER_TIME: Duration = Duration::from_secs(2);
 /// How much a closing connection reads before giving up on a graceful close.
 const LINGER_BYTES: usize = 256 * 1024;
 
+/// What a client connection runs over: a TCP socket, or TLS on one.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
+
 /// A client stream with the bytes the screen already read put back in front.
 ///
 /// When dropped, it closes gracefully ("lingering close", RFC 9112 §9.6): closing a
@@ -28,18 +33,18 @@ const LINGER_BYTES: usize = 256 * 1024;
 /// stops reading its response gets its connection closed instead of pinning buffers and
 /// a backend connection forever.
 #[derive(Debug)]
-pub struct ClientStream {
+pub struct ClientStream<S: Io = TcpStream> {
     /// Bytes the screen read, handed to hyper before the socket is read again.
     prefix: BytesMut,
     /// The socket; taken only by `drop`, which lingers on it.
-    stream: Option<TcpStream>,
+    stream: Option<S>,
     /// Longest a write may stay blocked.
     send_timeout: Duration,
     /// Armed while a write is blocked; disarmed by any progress.
     stalled: Option<Pin<Box<Sleep>>>,
 }
 
-impl Drop for ClientStream {
+impl<S: Io> Drop for ClientStream<S> {
     fn drop(&mut self) {
         if let Some(stream) = self.stream.take() {
             if let Ok(handle) = tokio::runtime::Handle::try_current() {
@@ -49,7 +54,7 @@ impl Drop for ClientStream {
     }
 }
 
-pub(super) async fn linger(mut stream: TcpStream) {
+pub(super) async fn linger<S: Io>(mut stream: S) {
     let _ = tokio::time::timeout(LINGER_TIME, async {
         stream.shutdown().await?;
         let mut sink = [0u8; 4096];
@@ -65,9 +70,9 @@ pub(super) async fn linger(mut stream: TcpStream) {
     .await;
 }
 
-impl ClientStream {
+impl<S: Io> ClientStream<S> {
     /// The stream with `prefix` (bytes already read) to be read again first.
-    pub(super) fn new(prefix: BytesMut, stream: TcpStream, send_timeout: Duration) -> ClientStream {
+    pub(super) fn new(prefix: BytesMut, stream: S, send_timeout: Duration) -> ClientStream<S> {
         ClientStream {
             prefix,
             stream: Some(stream),
@@ -76,7 +81,7 @@ impl ClientStream {
         }
     }
 
-    fn stream(&mut self) -> Pin<&mut TcpStream> {
+    fn stream(&mut self) -> Pin<&mut S> {
         // `stream` is only taken in `drop`, so it is always here while in use.
         Pin::new(self.stream.as_mut().expect("stream present until drop"))
     }
@@ -105,7 +110,7 @@ impl ClientStream {
     }
 }
 
-impl AsyncRead for ClientStream {
+impl<S: Io> AsyncRead for ClientStream<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -125,7 +130,7 @@ impl AsyncRead for ClientStream {
     }
 }
 
-impl AsyncWrite for ClientStream {
+impl<S: Io> AsyncWrite for ClientStream<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

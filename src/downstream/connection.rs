@@ -12,6 +12,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::watch;
 use tracing::debug;
 
+use super::client_stream::Io;
 use super::listener::Accepted;
 use super::screen;
 
@@ -43,8 +44,8 @@ pub enum Drain {
 /// Serves one accepted connection with `service` until it closes; `stop` turning to
 /// `Some(CloseIdle)` lets the request in flight finish, then closes. Under
 /// `Some(AnswerNext)` the connection ends as usual, after the service's last answer.
-pub async fn serve<S>(
-    accepted: Accepted,
+pub async fn serve<I: Io, S>(
+    accepted: Accepted<I>,
     settings: Settings,
     service: S,
     mut stop: watch::Receiver<Option<Drain>>,

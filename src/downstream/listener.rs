@@ -37,9 +37,9 @@ pub struct Listener {
 
 /// An accepted client connection, holding its slot until it is dropped.
 #[derive(Debug)]
-pub struct Accepted {
-    /// The client's socket.
-    pub stream: TcpStream,
+pub struct Accepted<S = TcpStream> {
+    /// The client's socket (or the TLS session on it).
+    pub stream: S,
     /// The client's address (logs, `X-Forwarded-For`, client-ip hashing).
     pub peer: SocketAddr,
     /// Returned to the listener when the connection ends.

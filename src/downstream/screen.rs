@@ -14,9 +14,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-use super::client_stream::{self, ClientStream};
+use super::client_stream::{self, ClientStream, Io};
 
 const VERSION_NOT_SUPPORTED: &[u8] = b"HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-type: text/plain\r\ncontent-length: 40\r\nconnection: close\r\n\r\nThis proxy speaks HTTP major version 1.\n";
 
@@ -30,12 +29,12 @@ const INITIAL_SCREEN_BYTES: usize = 1024;
 /// which hyper answers 431) and answers 505 as soon as the request line names an HTTP
 /// major version other than 1. Returns the stream for hyper, or `None` when the
 /// connection was answered or went away.
-pub async fn screen(
-    mut stream: TcpStream,
+pub async fn screen<S: Io>(
+    mut stream: S,
     timeout: Duration,
     send_timeout: Duration,
     head_limit: usize,
-) -> Option<ClientStream> {
+) -> Option<ClientStream<S>> {
     let mut prefix = BytesMut::with_capacity(INITIAL_SCREEN_BYTES);
     let mut foreign = false;
     let read_head = async {

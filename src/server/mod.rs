@@ -6,21 +6,22 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use hyper::service::service_fn;
 use tokio::sync::watch;
 
 use crate::admin;
 use crate::config::Config;
 use crate::downstream::connection::{self, Drain, Settings};
 use crate::downstream::listener::Listener;
-use crate::proxy::{self, State};
+use crate::proxy::State;
 use crate::stats::ServerStats;
 
 mod reload;
+mod service;
+mod tls_listener;
 pub mod upgrade;
 
 pub use reload::{reload, reload_counted};
@@ -44,6 +45,18 @@ pub struct Server {
     stats: Arc<ServerStats>,
     /// The admin listener, when configured.
     admin: Option<admin::AdminServer>,
+    /// The TLS listener, when `[tls]` is configured.
+    tls: Option<Listener>,
+}
+
+/// What a client connection is held to, from the configuration live when it came.
+fn settings(config: &Config) -> Settings {
+    Settings {
+        header_timeout: config.timeouts.client_header,
+        send_timeout: config.timeouts.client_send,
+        max_header_bytes: config.limits.max_header_bytes,
+        max_headers: config.limits.max_headers,
+    }
 }
 
 impl Server {
@@ -63,6 +76,11 @@ impl Server {
             None => Listener::bind(config.listen, max, stats.clone())?,
         };
         let admin_config = config.admin.clone();
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|t| Listener::bind(t.listen, max, stats.clone()))
+            .transpose()?;
         let wants_log = config.access_log != crate::config::AccessLogTarget::Off;
         let state = State::build(config, None);
         if wants_log && state.access_log.is_none() {
@@ -78,6 +96,7 @@ impl Server {
             state,
             stats,
             admin,
+            tls,
         })
     }
 
@@ -94,6 +113,11 @@ impl Server {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The TLS listener's address, when `[tls]` is configured (useful with port 0).
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().and_then(|t| t.local_addr().ok())
     }
 
     /// The listening socket, to hand over to a new binary (`upgrade::Offer`).
@@ -129,38 +153,38 @@ impl Server {
             // It keeps answering while connections drain: `/ready` says so.
             tokio::spawn(admin.serve());
         }
+        let tls_task = self.tls.map(|listener| {
+            tokio::spawn(tls_listener::run(
+                listener,
+                self.state.clone(),
+                self.stats.clone(),
+                stop.clone(),
+            ))
+        });
         tokio::pin!(shutdown);
         let drain = loop {
             let accepted = tokio::select! {
                 accepted = self.listener.accept() => accepted,
                 drain = &mut shutdown => break drain,
             };
-            let state = self.state.clone();
-            let config = state.load().config.clone();
-            let settings = Settings {
-                header_timeout: config.timeouts.client_header,
-                send_timeout: config.timeouts.client_send,
-                max_header_bytes: config.limits.max_header_bytes,
-                max_headers: config.limits.max_headers,
-            };
-            // Counts requests on this connection, for `max_requests_per_connection`.
-            let served = AtomicU64::new(0);
-            let max_requests = config.limits.max_requests_per_connection;
-            let peer = accepted.peer;
-            // Seen changed once the stop is sent (an atomic load, no lock): from then
-            // on every answer closes its connection (`Drain`).
-            let stopped = stop.clone();
-            let service = service_fn(move |req| {
-                let n = served.fetch_add(1, Ordering::Relaxed) + 1;
-                let last = max_requests.is_some_and(|max| n >= max)
-                    || stopped.has_changed().unwrap_or(true);
-                proxy::handle(state.load_full(), peer, req, last)
+            let settings = settings(&self.state.load().config);
+            let service = service::service(service::Conn {
+                state: self.state.clone(),
+                stats: self.stats.clone(),
+                peer: accepted.peer,
+                stop: stop.clone(),
+                tls: None,
             });
             tokio::spawn(connection::serve(accepted, settings, service, stop.clone()));
         };
         let timeout = self.state.load().config.timeouts.shutdown;
         self.stats.draining.store(true, Ordering::Relaxed);
         let _ = stopping.send(Some(drain));
-        self.listener.drain(timeout).await;
+        match tls_task {
+            Some(task) => {
+                let _ = tokio::join!(self.listener.drain(timeout), task);
+            }
+            None => self.listener.drain(timeout).await,
+        }
     }
 }

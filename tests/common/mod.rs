@@ -21,6 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 
 pub mod process;
+pub mod tls;
 
 /// Upper bound for anything a test waits on.
 pub const WAIT: Duration = Duration::from_secs(10);
