@@ -149,6 +149,7 @@ impl Server {
     pub async fn run_until(self, shutdown: impl Future<Output = Drain>) {
         // Tells connection tasks how to finish.
         let (stopping, stop) = watch::channel(None);
+        let https_port = self.tls_addr().map(|a| a.port());
         if let Some(admin) = self.admin {
             // It keeps answering while connections drain: `/ready` says so.
             tokio::spawn(admin.serve());
@@ -174,6 +175,7 @@ impl Server {
                 peer: accepted.peer,
                 stop: stop.clone(),
                 tls: None,
+                https_port,
             });
             tokio::spawn(connection::serve(accepted, settings, service, stop.clone()));
         };

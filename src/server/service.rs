@@ -32,6 +32,8 @@ pub(super) struct Conn {
     pub(super) stop: watch::Receiver<Option<Drain>>,
     /// The TLS handshake's outcome; `None` on the plain listener.
     pub(super) tls: Option<Negotiated>,
+    /// The TLS listener's port as bound (the configured one may be 0), for redirects.
+    pub(super) https_port: Option<u16>,
 }
 
 /// The service for `conn`'s requests.
@@ -61,7 +63,7 @@ pub(super) fn service(
         conn.stats.requests_by_protocol[protocol.index()].fetch_add(1, Ordering::Relaxed);
         let early = match &conn.tls {
             Some(tls) => misdirected(&req, tls),
-            None => to_https(&req, &state),
+            None => conn.https_port.and_then(|port| to_https(&req, &state, port)),
         };
         req.extensions_mut().insert(protocol);
         let peer = conn.peer;
@@ -96,13 +98,13 @@ fn misdirected(req: &Request<Incoming>, tls: &Negotiated) -> Option<Response<Pro
 
 /// `tls.redirect_http`: 308 to https (RFC 9110 §15.4.9 keeps the method and body) for
 /// a plain-HTTP request to a host a certificate covers.
-fn to_https(req: &Request<Incoming>, state: &State) -> Option<Response<ProxyBody>> {
+fn to_https(req: &Request<Incoming>, state: &State, port: u16) -> Option<Response<ProxyBody>> {
     let tls = state.config.tls.as_ref().filter(|t| t.redirect_http)?;
     let target = host::target(req).ok()?;
     if !tls.covers(&target.host) {
         return None;
     }
-    let authority = match tls.listen.port() {
+    let authority = match port {
         443 => target.authority.host().to_string(),
         port => format!("{}:{port}", target.authority.host()),
     };

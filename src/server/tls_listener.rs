@@ -56,6 +56,7 @@ pub(super) async fn run(
                 peer: accepted.peer,
                 stop: stop.clone(),
                 tls: Some(negotiated),
+                https_port: None,
             });
             if h2 {
                 h2::serve(accepted, settings, &limits, service, stop).await;

@@ -133,21 +133,18 @@ pub fn start(hosts: Vec<HostEntryConfig>, tls: Tls, tweak: impl FnOnce(&mut Conf
 /// Starts relevo with `config`, which must have a `[tls]` section.
 pub fn start_config(config: Config) -> TlsProxy {
     let server = Server::bind(config).expect("bind");
+    let (tx, rx) = oneshot::channel();
     let proxy = TlsProxy {
         addr: server.local_addr().unwrap(),
         tls: server.tls_addr().expect("tls listener"),
         state: server.state(),
         stats: server.stats(),
-        stop: None,
+        stop: Some(tx),
     };
-    let (tx, rx) = oneshot::channel();
     tokio::spawn(server.run(async {
         let _ = rx.await;
     }));
-    TlsProxy {
-        stop: Some(tx),
-        ..proxy
-    }
+    proxy
 }
 
 /// A rustls client trusting `ca`, speaking only `versions`, offering `alpn`.
