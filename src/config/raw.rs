@@ -67,6 +67,7 @@ pub(super) struct RawLimits {
     pub(super) h2_max_concurrent_streams: Option<Spanned<usize>>,
     pub(super) h2_max_pending_accept_reset_streams: Option<Spanned<usize>>,
     pub(super) h2_max_local_error_reset_streams: Option<Spanned<usize>>,
+    pub(super) h2_max_client_resets: Option<Spanned<usize>>,
     pub(super) h2_stream_window_bytes: Option<Spanned<usize>>,
     pub(super) h2_connection_window_bytes: Option<Spanned<usize>>,
     pub(super) h2_max_send_buf_bytes: Option<Spanned<usize>>,

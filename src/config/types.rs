@@ -123,6 +123,10 @@ pub struct Limits {
     /// HTTP/2: streams relevo may reset for a client's protocol errors before it closes
     /// the connection (a client making relevo do the resetting, CVE-2023-44487 too).
     pub h2_max_local_error_reset_streams: usize,
+    /// HTTP/2: requests a client may cancel (RST_STREAM before the response) within
+    /// 10 s before its connection gets GOAWAY: relevo's answer to a rapid reset flood
+    /// that resets each stream just after it is accepted (CVE-2023-44487).
+    pub h2_max_client_resets: usize,
     /// HTTP/2: the receive window of one stream: how much of a request body may be
     /// buffered before the client must wait for relevo to pass it on.
     pub h2_stream_window_bytes: u32,
@@ -466,6 +470,8 @@ impl Default for Limits {
             // hyper's own default, which is what the CVE-2023-44487 fix picked.
             h2_max_pending_accept_reset_streams: 20,
             h2_max_local_error_reset_streams: 1024,
+            // A browser cancels a few requests per navigation; hundreds in 10 s is a flood.
+            h2_max_client_resets: 200,
             h2_stream_window_bytes: 256 * 1024,
             h2_connection_window_bytes: 1024 * 1024,
             h2_max_send_buf_bytes: 256 * 1024,

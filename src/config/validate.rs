@@ -204,6 +204,7 @@ fn limits(l: &RawLimits) -> Result<Limits, Invalid> {
         h2_max_concurrent_streams: h2(&l.h2_max_concurrent_streams, d.h2_max_concurrent_streams as usize, 1, "h2_max_concurrent_streams")? as u32,
         h2_max_pending_accept_reset_streams: h2(&l.h2_max_pending_accept_reset_streams, d.h2_max_pending_accept_reset_streams, 1, "h2_max_pending_accept_reset_streams")?,
         h2_max_local_error_reset_streams: h2(&l.h2_max_local_error_reset_streams, d.h2_max_local_error_reset_streams, 1, "h2_max_local_error_reset_streams")?,
+        h2_max_client_resets: h2(&l.h2_max_client_resets, d.h2_max_client_resets, 1, "h2_max_client_resets")?,
         h2_stream_window_bytes: h2(&l.h2_stream_window_bytes, d.h2_stream_window_bytes as usize, 65_535, "h2_stream_window_bytes")? as u32,
         h2_connection_window_bytes: h2(&l.h2_connection_window_bytes, d.h2_connection_window_bytes as usize, 65_535, "h2_connection_window_bytes")? as u32,
         h2_max_send_buf_bytes: h2(&l.h2_max_send_buf_bytes, d.h2_max_send_buf_bytes, 16_384, "h2_max_send_buf_bytes")?,

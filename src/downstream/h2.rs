@@ -3,18 +3,98 @@
 //! relevo hold: streams at once, resets (CVE-2023-44487), header lists, windows and
 //! send buffers. Each stream's request goes to the service as any other request.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use bytes::BytesMut;
 use hyper::body::{Body, Incoming};
 use hyper::server::conn::http2;
 use hyper::service::HttpService;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tracing::debug;
 
 use super::client_stream::{ClientStream, Io};
 use super::connection::{Drain, Settings};
 use super::listener::Accepted;
 use crate::config::Limits;
+
+/// The window over which a connection's cancelled requests are counted.
+const RESET_WINDOW: Duration = Duration::from_secs(10);
+/// How long streams in flight may take to finish once an abusive connection got GOAWAY.
+const ABUSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Requests a client cancelled (RST_STREAM) before their response, on one connection.
+///
+/// h2 bounds streams reset before hyper accepts them; a client that resets each stream
+/// just after it is accepted still makes relevo start a backend request per stream, at
+/// no cost of a stream slot (the rapid reset attack, CVE-2023-44487). Past
+/// `limits.h2_max_client_resets` within `RESET_WINDOW`, the connection gets GOAWAY.
+#[derive(Debug)]
+pub struct Resets {
+    /// Most cancellations in a window.
+    limit: usize,
+    /// Cancellations in the current window.
+    count: AtomicUsize,
+    /// When the current window began.
+    since: Mutex<Instant>,
+    /// Woken when the limit is passed: the connection is to end.
+    exceeded: Notify,
+}
+
+/// Counts its request as cancelled if dropped before `finished`.
+#[derive(Debug)]
+pub struct InFlight {
+    /// The connection's count; taken by `finished`.
+    resets: Option<Arc<Resets>>,
+}
+
+impl Resets {
+    /// A count allowing `limit` cancellations per window.
+    pub fn new(limit: usize) -> Arc<Resets> {
+        Arc::new(Resets {
+            limit,
+            count: AtomicUsize::new(0),
+            since: Mutex::new(Instant::now()),
+            exceeded: Notify::new(),
+        })
+    }
+
+    /// Marks a request begun: dropping the guard unfinished counts a cancellation.
+    pub fn begin(self: &Arc<Self>) -> InFlight {
+        InFlight {
+            resets: Some(self.clone()),
+        }
+    }
+
+    fn cancelled(&self) {
+        let mut since = self.since.lock().unwrap_or_else(|e| e.into_inner());
+        if since.elapsed() > RESET_WINDOW {
+            *since = Instant::now();
+            self.count.store(0, Ordering::Relaxed);
+        }
+        drop(since);
+        if self.count.fetch_add(1, Ordering::Relaxed) + 1 > self.limit {
+            self.exceeded.notify_one();
+        }
+    }
+}
+
+impl InFlight {
+    /// The response head is ready: the request was not cancelled.
+    pub fn finished(mut self) {
+        self.resets = None;
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(resets) = self.resets.take() {
+            resets.cancelled();
+        }
+    }
+}
 
 /// Serves one HTTP/2 connection until the client closes it, a limit ends it (GOAWAY),
 /// or a stop: any stop sends GOAWAY at once, lets the streams in flight finish, then
@@ -24,6 +104,7 @@ pub async fn serve<I: Io, S>(
     settings: Settings,
     limits: &Limits,
     service: S,
+    resets: Arc<Resets>,
     mut stop: watch::Receiver<Option<Drain>>,
 ) where
     S: HttpService<Incoming> + Send + 'static,
@@ -57,6 +138,12 @@ pub async fn serve<I: Io, S>(
         _ = async { drop(stop.wait_for(Option::is_some).await) } => {
             conn.as_mut().graceful_shutdown();
             conn.await
+        }
+        _ = resets.exceeded.notified() => {
+            debug!(client = %peer, "h2: too many cancelled requests, closing (CVE-2023-44487)");
+            conn.as_mut().graceful_shutdown();
+            // An abusive client's streams get a moment to finish, not the usual wait.
+            tokio::time::timeout(ABUSE_GRACE, conn).await.unwrap_or(Ok(()))
         }
     };
     if let Err(e) = ended {

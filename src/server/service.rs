@@ -15,6 +15,7 @@ use hyper::service::{service_fn, Service};
 use tokio::sync::watch;
 
 use crate::downstream::connection::Drain;
+use crate::downstream::h2::Resets;
 use crate::downstream::tls::Negotiated;
 use crate::http::{host, page, rewrite};
 use crate::proxy::{self, ProxyBody, State};
@@ -32,6 +33,8 @@ pub(super) struct Conn {
     pub(super) stop: watch::Receiver<Option<Drain>>,
     /// The TLS handshake's outcome; `None` on the plain listener.
     pub(super) tls: Option<Negotiated>,
+    /// HTTP/2's count of cancelled requests (rapid reset); `None` for HTTP/1.
+    pub(super) resets: Option<Arc<Resets>>,
     /// The TLS listener's port as bound (the configured one may be 0), for redirects.
     pub(super) https_port: Option<u16>,
 }
@@ -67,11 +70,15 @@ pub(super) fn service(
         };
         req.extensions_mut().insert(protocol);
         let peer = conn.peer;
+        let in_flight = conn.resets.as_ref().map(|r| r.begin());
         async move {
             if let Some(answer) = early {
                 return Ok(answer);
             }
             let mut resp = proxy::handle(state, peer, req, last).await?;
+            if let Some(guard) = in_flight {
+                guard.finished();
+            }
             if protocol.h2 {
                 // RFC 9113 §8.2.2: connection-specific fields are malformed in HTTP/2.
                 rewrite::strip_hop_by_hop(resp.headers_mut());

@@ -49,17 +49,21 @@ pub(super) async fn run(
             let Some((accepted, negotiated)) = acceptor.accept(accepted, timeout).await else {
                 return;
             };
-            let h2 = negotiated.protocol.h2;
+            let resets = negotiated
+                .protocol
+                .h2
+                .then(|| h2::Resets::new(limits.h2_max_client_resets));
             let service = service::service(Conn {
                 state,
                 stats,
                 peer: accepted.peer,
                 stop: stop.clone(),
                 tls: Some(negotiated),
+                resets: resets.clone(),
                 https_port: None,
             });
-            if h2 {
-                h2::serve(accepted, settings, &limits, service, stop).await;
+            if let Some(resets) = resets {
+                h2::serve(accepted, settings, &limits, service, resets, stop).await;
             } else {
                 connection::serve(accepted, settings, service, stop).await;
             }
