@@ -95,10 +95,9 @@ fn main() -> ExitCode {
                     eprintln!("{w}");
                 }
                 let backends: usize = c.hosts.iter().map(|h| h.backends.len()).sum();
-                let certs = c
-                    .tls
-                    .as_ref()
-                    .map_or(String::new(), |t| format!(", {} certificates", t.certs.len()));
+                let certs = c.tls.as_ref().map_or(String::new(), |t| {
+                    format!(", {} certificates", t.certs.len())
+                });
                 println!(
                     "{}: ok ({} hosts, {backends} backends{certs})",
                     config.display(),

@@ -38,7 +38,13 @@ async fn h2_requests_reach_http11_backends_without_connection_fields() {
     let got = tls::h2_get(&mut send, "https://app.test/hop?q=1").await;
     assert_eq!(got.resp.status(), 200);
     assert_eq!(got.resp.version(), Version::HTTP_2);
-    for name in ["connection", "keep-alive", "x-private", "transfer-encoding", "upgrade"] {
+    for name in [
+        "connection",
+        "keep-alive",
+        "x-private",
+        "transfer-encoding",
+        "upgrade",
+    ] {
         assert!(!got.resp.headers().contains_key(name), "{name} was relayed");
     }
     assert_eq!(got.resp.headers()["x-public"], "ok");
@@ -59,9 +65,9 @@ async fn h2_requests_reach_http11_backends_without_connection_fields() {
 }
 
 /// Runs the futures together and returns their outputs in order.
-async fn futures_join<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output>
+async fn futures_join<F>(futs: impl Iterator<Item = F>) -> Vec<F::Output>
 where
-    F: Send + 'static,
+    F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let handles: Vec<_> = futs.map(tokio::spawn).collect();
@@ -90,14 +96,18 @@ async fn body_backend() -> SocketAddr {
                 let frames: Vec<Result<Frame<Bytes>, Infallible>> = if path == "/trailers" {
                     let mut trailers = HeaderMap::new();
                     trailers.insert("x-checksum", "42".parse().unwrap());
-                    vec![Ok(Frame::data(Bytes::from("with trailers"))), Ok(Frame::trailers(trailers))]
+                    vec![
+                        Ok(Frame::data(Bytes::from("with trailers"))),
+                        Ok(Frame::trailers(trailers)),
+                    ]
                 } else {
                     vec![Ok(Frame::data(Bytes::from(n.to_string())))]
                 };
                 let mut resp = Response::new(StreamBody::new(tokio_stream::iter(frames)));
                 if path == "/trailers" {
                     // hyper sends only the trailer fields the head announces.
-                    resp.headers_mut().insert("trailer", "x-checksum".parse().unwrap());
+                    resp.headers_mut()
+                        .insert("trailer", "x-checksum".parse().unwrap());
                 }
                 Ok::<_, Infallible>(resp)
             });
@@ -114,9 +124,15 @@ async fn body_backend() -> SocketAddr {
 async fn trailers_are_relayed_to_an_h2_client() {
     // RFC 9110 §6.5: trailer fields go on when the client said it takes them.
     let pki = Pki::new();
-    let proxy = tls::start(vec![host("app.test", &[body_backend().await])], one_cert(&pki), |_| {});
+    let proxy = tls::start(
+        vec![host("app.test", &[body_backend().await])],
+        one_cert(&pki),
+        |_| {},
+    );
     let mut send = tls::h2(
-        tls::connect(proxy.tls, "app.test", tls::default_client(&pki)).await.unwrap(),
+        tls::connect(proxy.tls, "app.test", tls::default_client(&pki))
+            .await
+            .unwrap(),
     )
     .await;
     let req = Request::get("https://app.test/trailers")
@@ -125,19 +141,33 @@ async fn trailers_are_relayed_to_an_h2_client() {
         .unwrap();
     let resp = send.send_request(req).await.unwrap();
     let collected = resp.into_body().collect().await.unwrap();
-    assert_eq!(collected.trailers().map(|t| t["x-checksum"].clone()), Some("42".parse().unwrap()));
+    assert_eq!(
+        collected.trailers().map(|t| t["x-checksum"].clone()),
+        Some("42".parse().unwrap())
+    );
     assert_eq!(collected.to_bytes(), "with trailers");
 }
 
 /// relevo as a child process (so that its memory is its own) with a TLS listener
 /// for `hosts` (`"name" = ["addr"]` lines) and one certificate for `names`.
-async fn child_relevo(pki: &Pki, names: &[&str], hosts: &str) -> (common::process::Relevo, SocketAddr) {
+async fn child_relevo(
+    pki: &Pki,
+    names: &[&str],
+    hosts: &str,
+) -> (common::process::Relevo, SocketAddr) {
     pki.issue("app", names);
     let text = format!(
         "listen = \"127.0.0.1:0\"\naccess_log = false\n[tls]\nlisten = \"127.0.0.1:0\"\ncerts = [{{ cert = \"app.pem\", key = \"app.key\" }}]\n[hosts]\n{hosts}"
     );
     let path = tls::write_config(pki.dir.path(), &text);
-    let relevo = common::process::Relevo::spawn(["run", "--threads", "2", "--config", path.to_str().unwrap()]).await;
+    let relevo = common::process::Relevo::spawn([
+        "run",
+        "--threads",
+        "2",
+        "--config",
+        path.to_str().unwrap(),
+    ])
+    .await;
     let line = relevo.wait_log("TLS (HTTP/2, HTTP/1.1) on ").await;
     let addr = line.rsplit(' ').next().unwrap().parse().unwrap();
     (relevo, addr)
@@ -148,10 +178,16 @@ async fn large_bodies_stream_both_ways_over_h2_in_bounded_memory() {
     const SIZE: u64 = 64 * 1024 * 1024;
     let b = backend("b1").await;
     let pki = Pki::new();
-    let hosts = format!("\"app.test\" = [\"{}\"]\n\"up.test\" = [\"{}\"]\n", b.addr, body_backend().await);
+    let hosts = format!(
+        "\"app.test\" = [\"{}\"]\n\"up.test\" = [\"{}\"]\n",
+        b.addr,
+        body_backend().await
+    );
     let (relevo, tls_addr) = child_relevo(&pki, &["app.test", "up.test"], &hosts).await;
     let mut send = tls::h2(
-        tls::connect(tls_addr, "app.test", tls::default_client(&pki)).await.unwrap(),
+        tls::connect(tls_addr, "app.test", tls::default_client(&pki))
+            .await
+            .unwrap(),
     )
     .await;
     assert_eq!(tls::h2_get(&mut send, "https://app.test/").await.body, "b1");
@@ -160,32 +196,46 @@ async fn large_bodies_stream_both_ways_over_h2_in_bounded_memory() {
     let req = Request::get(format!("https://app.test/big?{SIZE}"))
         .body(http_body_util::Full::new(Bytes::new()))
         .unwrap();
-    let mut body = tokio::time::timeout(WAIT, send.send_request(req)).await.unwrap().unwrap().into_body();
+    let mut body = tokio::time::timeout(WAIT, send.send_request(req))
+        .await
+        .unwrap()
+        .unwrap()
+        .into_body();
     let mut got = 0u64;
     while let Some(frame) = tokio::time::timeout(WAIT, body.frame()).await.unwrap() {
         got += frame.unwrap().data_ref().map_or(0, |d| d.len() as u64);
     }
     assert_eq!(got, SIZE);
     // Upload: 64 MiB sent in 64 KiB pieces as HTTP/2 flow control lets them go.
-    let stream = tls::connect(tls_addr, "up.test", tls::default_client(&pki)).await.unwrap();
-    let (mut up, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+    let stream = tls::connect(tls_addr, "up.test", tls::default_client(&pki))
         .await
         .unwrap();
+    let (mut up, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
     tokio::spawn(conn);
     let chunk = Bytes::from(vec![b'u'; 64 * 1024]);
     let pieces = tokio_stream::iter(
-        (0..SIZE / chunk.len() as u64).map(move |_| Ok::<_, Infallible>(Frame::data(chunk.clone()))),
+        (0..SIZE / chunk.len() as u64)
+            .map(move |_| Ok::<_, Infallible>(Frame::data(chunk.clone()))),
     );
     let req = Request::post("https://up.test/count")
         .body(StreamBody::new(pieces))
         .unwrap();
-    let resp = tokio::time::timeout(WAIT * 3, up.send_request(req)).await.unwrap().unwrap();
+    let resp = tokio::time::timeout(WAIT * 3, up.send_request(req))
+        .await
+        .unwrap()
+        .unwrap();
     let answer = resp.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(answer, SIZE.to_string());
     // Had relevo buffered either body, its peak memory would have grown by 64 MiB;
     // windows and send buffers bound it to a few MiB.
     let grown_mib = relevo.peak_rss_kib().saturating_sub(before) / 1024;
-    assert!(grown_mib < 32, "relevo's peak memory grew by {grown_mib} MiB moving 2 x 64 MiB");
+    assert!(
+        grown_mib < 32,
+        "relevo's peak memory grew by {grown_mib} MiB moving 2 x 64 MiB"
+    );
 }
 
 #[tokio::test]
@@ -195,7 +245,9 @@ async fn a_rapid_reset_burst_ends_that_connection_only() {
     let b = backend("b1").await;
     let pki = Pki::new();
     let proxy = tls::start(vec![host("app.test", &[b.addr])], one_cert(&pki), |_| {});
-    let stream = tls::connect(proxy.tls, "app.test", tls::default_client(&pki)).await.unwrap();
+    let stream = tls::connect(proxy.tls, "app.test", tls::default_client(&pki))
+        .await
+        .unwrap();
     let (mut client, conn) = h2::client::handshake(stream).await.unwrap();
     let conn = tokio::spawn(conn);
     // One whole exchange first: the client then knows relevo's SETTINGS (100 streams
@@ -223,15 +275,24 @@ async fn a_rapid_reset_burst_ends_that_connection_only() {
     // The client queues all of them at once; relevo ends the connection (GOAWAY,
     // then the close) after a few hundred, well before all could reach the backend.
     let ended = tokio::time::timeout(WAIT, conn).await;
-    assert!(ended.is_ok(), "the connection was still open after {reset} resets");
-    assert!(b.heads() < 1000, "{} of {reset} reset requests reached the backend", b.heads());
+    assert!(
+        ended.is_ok(),
+        "the connection was still open after {reset} resets"
+    );
+    assert!(
+        b.heads() < 1000,
+        "{} of {reset} reset requests reached the backend",
+        b.heads()
+    );
     assert!(
         matches!(&ended, Ok(Ok(Err(e))) if e.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM)),
         "{ended:?}"
     );
     // Another client is served as usual.
     let mut send = tls::h2(
-        tls::connect(proxy.tls, "app.test", tls::default_client(&pki)).await.unwrap(),
+        tls::connect(proxy.tls, "app.test", tls::default_client(&pki))
+            .await
+            .unwrap(),
     )
     .await;
     assert_eq!(tls::h2_get(&mut send, "https://app.test/").await.body, "b1");
@@ -247,7 +308,9 @@ async fn requests_cancelled_after_they_reach_a_backend_are_bounded_too() {
     let proxy = tls::start(vec![host("app.test", &[b.addr])], one_cert(&pki), |c| {
         c.limits.h2_max_client_resets = 5;
     });
-    let stream = tls::connect(proxy.tls, "app.test", tls::default_client(&pki)).await.unwrap();
+    let stream = tls::connect(proxy.tls, "app.test", tls::default_client(&pki))
+        .await
+        .unwrap();
     let (mut client, conn) = h2::client::handshake(stream).await.unwrap();
     let conn = tokio::spawn(conn);
     b.hold.send_replace(true);
@@ -256,7 +319,9 @@ async fn requests_cancelled_after_they_reach_a_backend_are_bounded_too() {
             break;
         };
         client = ready;
-        let req = Request::get(format!("https://app.test/held{i}")).body(()).unwrap();
+        let req = Request::get(format!("https://app.test/held{i}"))
+            .body(())
+            .unwrap();
         let Ok((_, mut s)) = client.send_request(req, true) else {
             break;
         };
@@ -267,7 +332,10 @@ async fn requests_cancelled_after_they_reach_a_backend_are_bounded_too() {
         }
     }
     let ended = tokio::time::timeout(WAIT, conn).await;
-    assert!(ended.is_ok(), "the connection was still open after 10 cancelled requests");
+    assert!(
+        ended.is_ok(),
+        "the connection was still open after 10 cancelled requests"
+    );
     assert!(b.heads() <= 7, "{} requests reached the backend", b.heads());
     b.hold.send_replace(false);
 }
@@ -275,7 +343,9 @@ async fn requests_cancelled_after_they_reach_a_backend_are_bounded_too() {
 #[tokio::test]
 async fn curl_speaks_h2_through_relevo() {
     let out = std::process::Command::new("curl").arg("-V").output();
-    let features = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    let features = out
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
     if !features.contains("HTTP2") {
         println!("SKIPPED curl_speaks_h2_through_relevo: curl is missing or lacks HTTP/2");
         return;
@@ -289,7 +359,14 @@ async fn curl_speaks_h2_through_relevo() {
     let out = tokio::time::timeout(
         WAIT,
         tokio::process::Command::new("curl")
-            .args(["-sS", "--http2", "--max-time", "5", "-w", " %{http_version}"])
+            .args([
+                "-sS",
+                "--http2",
+                "--max-time",
+                "5",
+                "-w",
+                " %{http_version}",
+            ])
             .arg("--cacert")
             .arg(pki.ca_file())
             .arg("--resolve")
@@ -301,11 +378,20 @@ async fn curl_speaks_h2_through_relevo() {
     .unwrap()
     .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(text, "b1 2", "stderr: {}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(b.last().headers["host"], format!("app.test:{}", proxy.tls.port()));
+    assert_eq!(
+        text,
+        "b1 2",
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        b.last().headers["host"],
+        format!("app.test:{}", proxy.tls.port())
+    );
     // The access log says which protocol and TLS version carried the request.
     common::wait_until("the access log line", || {
-        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("target=https://app.test") && l.contains("proto=h2 tls=1.3"))
+        std::fs::read_to_string(&log)
+            .is_ok_and(|l| l.contains("target=https://app.test") && l.contains("proto=h2 tls=1.3"))
     })
     .await;
     let _ = Duration::ZERO;

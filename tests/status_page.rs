@@ -13,7 +13,6 @@
 
 mod common;
 
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 

@@ -77,9 +77,11 @@ async fn sni_picks_the_certificate_by_its_names() {
     }
     // No certificate covers `other.test`: the first one answers, which a client
     // verifying other.test refuses, and one verifying app.test accepts.
-    assert!(tls::connect(proxy.tls, "other.test", tls::default_client(&pki))
-        .await
-        .is_err());
+    assert!(
+        tls::connect(proxy.tls, "other.test", tls::default_client(&pki))
+            .await
+            .is_err()
+    );
     // Without SNI at all: the first certificate.
     let mut no_sni = (*tls::default_client(&pki)).clone();
     no_sni.enable_sni = false;
@@ -98,17 +100,42 @@ async fn a_host_the_connections_certificate_does_not_cover_gets_421() {
     let proxy = tls::start(hosts, two_certs(&pki), |_| {});
     let h1 = tls::client(&pki.ca_der(), rustls::DEFAULT_VERSIONS, &[b"http/1.1"]);
     let mut send = tls::h1(tls::connect(proxy.tls, "app.test", h1).await.unwrap()).await;
-    assert_eq!(tls::h1_get(&mut send, "app.test", "/").await.resp.status(), 200);
-    assert_eq!(tls::h1_get(&mut send, "a.wild.test", "/").await.resp.status(), 421);
+    assert_eq!(
+        tls::h1_get(&mut send, "app.test", "/").await.resp.status(),
+        200
+    );
+    assert_eq!(
+        tls::h1_get(&mut send, "a.wild.test", "/")
+            .await
+            .resp
+            .status(),
+        421
+    );
     let mut send = tls::h2(
         tls::connect(proxy.tls, "a.wild.test", tls::default_client(&pki))
             .await
             .unwrap(),
     )
     .await;
-    assert_eq!(tls::h2_get(&mut send, "https://a.wild.test/").await.resp.status(), 200);
-    assert_eq!(tls::h2_get(&mut send, "https://app.test/").await.resp.status(), 421);
-    assert_eq!(b.requests(), 2, "a misdirected request never reaches a backend");
+    assert_eq!(
+        tls::h2_get(&mut send, "https://a.wild.test/")
+            .await
+            .resp
+            .status(),
+        200
+    );
+    assert_eq!(
+        tls::h2_get(&mut send, "https://app.test/")
+            .await
+            .resp
+            .status(),
+        421
+    );
+    assert_eq!(
+        b.requests(),
+        2,
+        "a misdirected request never reaches a backend"
+    );
 }
 
 #[tokio::test]
@@ -122,9 +149,11 @@ async fn certificates_reload_with_the_configuration() {
     );
     let path = tls::write_config(pki.dir.path(), &text);
     let proxy = tls::start_config(relevo::Config::load(&path).unwrap());
-    assert!(tls::connect(proxy.tls, "new.test", tls::default_client(&pki))
-        .await
-        .is_err());
+    assert!(
+        tls::connect(proxy.tls, "new.test", tls::default_client(&pki))
+            .await
+            .is_err()
+    );
     // The same files, now naming new.test too; a reload (what SIGHUP runs) picks it up.
     pki.issue("app", &["app.test", "new.test"]);
     relevo::server::reload(&proxy.state, relevo::Config::load(&path).unwrap());
@@ -148,7 +177,10 @@ async fn closed_within(mut s: TcpStream, bound: Duration) -> Duration {
         }
     })
     .await;
-    assert!(read.is_ok(), "the connection was still open after {bound:?}");
+    assert!(
+        read.is_ok(),
+        "the connection was still open after {bound:?}"
+    );
     start.elapsed()
 }
 
@@ -182,11 +214,17 @@ async fn bad_input_on_the_tls_port_ends_quickly_and_alone() {
     // Garbage in a handshake record: rustls answers with an alert and closes at once.
     let mut garbage = TcpStream::connect(proxy.tls).await.unwrap();
     // A ClientHello of 4 bytes that are no ClientHello.
-    let record = [0x16, 0x03, 0x01, 0x00, 0x08, 0x01, 0x00, 0x00, 0x04, 0xde, 0xad, 0xbe, 0xef];
+    let record = [
+        0x16, 0x03, 0x01, 0x00, 0x08, 0x01, 0x00, 0x00, 0x04, 0xde, 0xad, 0xbe, 0xef,
+    ];
     garbage.write_all(&record).await.unwrap();
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(WAIT, garbage.read_to_end(&mut answer)).await;
-    assert_eq!(answer.first(), Some(&0x15), "a TLS alert record: {answer:?}");
+    assert_eq!(
+        answer.first(),
+        Some(&0x15),
+        "a TLS alert record: {answer:?}"
+    );
     // Plain HTTP to the TLS port: a plain 400 saying so, then the close.
     let text = common::raw(proxy.tls, b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n").await;
     assert_eq!(common::status_of(&text), 400, "{text}");
@@ -210,7 +248,10 @@ async fn plain_http_for_a_tls_host_is_redirected_when_asked() {
         reply.header("location"),
         Some(format!("https://app.test:{}/a?b=1", proxy.tls.port()))
     );
-    assert_eq!(common::get(proxy.addr, "plain.test", "/", "").await.status, 200);
+    assert_eq!(
+        common::get(proxy.addr, "plain.test", "/", "").await.status,
+        200
+    );
 }
 
 /// `relevo check` on `text`, written beside the certificates: exit code and stderr.
@@ -246,10 +287,26 @@ async fn check_reports_certificate_problems_at_their_place() {
         "{err}"
     );
     for (entry, at, says) in [
-        (r#"{ cert = "missing.pem", key = "app.key" }"#, ":3:12:", "cannot read certificate"),
-        (r#"{ cert = "app.pem", key = "other.key" }"#, ":3:12:", "does not match"),
-        (r#"{ cert = "app.pem", key = "nokey.key" }"#, ":3:29:", "cannot read key"),
-        (r#"{ cert = "old.pem", key = "old.key" }"#, ":3:12:", "expired"),
+        (
+            r#"{ cert = "missing.pem", key = "app.key" }"#,
+            ":3:12:",
+            "cannot read certificate",
+        ),
+        (
+            r#"{ cert = "app.pem", key = "other.key" }"#,
+            ":3:12:",
+            "does not match",
+        ),
+        (
+            r#"{ cert = "app.pem", key = "nokey.key" }"#,
+            ":3:29:",
+            "cannot read key",
+        ),
+        (
+            r#"{ cert = "old.pem", key = "old.key" }"#,
+            ":3:12:",
+            "expired",
+        ),
     ] {
         let (code, err) = check(&pki, &with(entry));
         assert_eq!(code, 2, "{entry}: {err}");

@@ -35,8 +35,10 @@ async fn chromium_loads_a_page_over_h2_through_relevo() {
     assert_eq!(b.last().headers["host"], "app.test");
     common::wait_until("the access log line of the browser's request", || {
         std::fs::read_to_string(&log).is_ok_and(|l| {
-            l.lines()
-                .any(|l| l.contains("target=https://app.test/from-chromium") && l.contains("proto=h2 tls=1.3"))
+            l.lines().any(|l| {
+                l.contains("target=https://app.test/from-chromium")
+                    && l.contains("proto=h2 tls=1.3")
+            })
         })
     })
     .await;

@@ -75,8 +75,8 @@ impl Certificate {
         let leaf = chain
             .first()
             .ok_or_else(|| format!("{}: no certificate in the file", cert.display()))?;
-        let (names, not_after) = read_leaf(leaf)
-            .map_err(|e| format!("bad certificate {}: {e}", cert.display()))?;
+        let (names, not_after) =
+            read_leaf(leaf).map_err(|e| format!("bad certificate {}: {e}", cert.display()))?;
         if not_after < now {
             return Err(format!(
                 "certificate {} expired (not after {})",
@@ -205,7 +205,11 @@ pub(super) fn validate(raw: &Spanned<RawTls>, base: &Path) -> Result<Tls, Invali
             )
         })?,
     };
-    let min_version = match t.min_version.as_ref().map(|v| (v.get_ref().as_str(), v.span())) {
+    let min_version = match t
+        .min_version
+        .as_ref()
+        .map(|v| (v.get_ref().as_str(), v.span()))
+    {
         None | Some(("1.2", _)) => TlsVersion::V1_2,
         Some(("1.3", _)) => TlsVersion::V1_3,
         Some((other, span)) => {

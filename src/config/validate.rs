@@ -10,11 +10,11 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::error::Invalid;
-use super::tls;
 use super::raw::{
     DurationValue, RawAccessLog, RawAdmin, RawBackend, RawConfig, RawConnect, RawHealth, RawHost,
     RawLimits, RawPassive, RawRetries, RawTimeouts,
 };
+use super::tls;
 use super::types::{
     AccessLogFormat, AccessLogTarget, Admin, BackendConfig, Balance, Config, ConnectRule, HashKey,
     HealthCheck, HostEntryConfig, Limits, Passive, Retries, Timeouts,
@@ -201,13 +201,48 @@ fn limits(l: &RawLimits) -> Result<Limits, Invalid> {
             "limits.backend_max_conns",
         )?,
         backend_queue: l.backend_queue.unwrap_or(d.backend_queue),
-        h2_max_concurrent_streams: h2(&l.h2_max_concurrent_streams, d.h2_max_concurrent_streams as usize, 1, "h2_max_concurrent_streams")? as u32,
-        h2_max_pending_accept_reset_streams: h2(&l.h2_max_pending_accept_reset_streams, d.h2_max_pending_accept_reset_streams, 1, "h2_max_pending_accept_reset_streams")?,
-        h2_max_local_error_reset_streams: h2(&l.h2_max_local_error_reset_streams, d.h2_max_local_error_reset_streams, 1, "h2_max_local_error_reset_streams")?,
-        h2_max_client_resets: h2(&l.h2_max_client_resets, d.h2_max_client_resets, 1, "h2_max_client_resets")?,
-        h2_stream_window_bytes: h2(&l.h2_stream_window_bytes, d.h2_stream_window_bytes as usize, 65_535, "h2_stream_window_bytes")? as u32,
-        h2_connection_window_bytes: h2(&l.h2_connection_window_bytes, d.h2_connection_window_bytes as usize, 65_535, "h2_connection_window_bytes")? as u32,
-        h2_max_send_buf_bytes: h2(&l.h2_max_send_buf_bytes, d.h2_max_send_buf_bytes, 16_384, "h2_max_send_buf_bytes")?,
+        h2_max_concurrent_streams: h2(
+            &l.h2_max_concurrent_streams,
+            d.h2_max_concurrent_streams as usize,
+            1,
+            "h2_max_concurrent_streams",
+        )? as u32,
+        h2_max_pending_accept_reset_streams: h2(
+            &l.h2_max_pending_accept_reset_streams,
+            d.h2_max_pending_accept_reset_streams,
+            1,
+            "h2_max_pending_accept_reset_streams",
+        )?,
+        h2_max_local_error_reset_streams: h2(
+            &l.h2_max_local_error_reset_streams,
+            d.h2_max_local_error_reset_streams,
+            1,
+            "h2_max_local_error_reset_streams",
+        )?,
+        h2_max_client_resets: h2(
+            &l.h2_max_client_resets,
+            d.h2_max_client_resets,
+            1,
+            "h2_max_client_resets",
+        )?,
+        h2_stream_window_bytes: h2(
+            &l.h2_stream_window_bytes,
+            d.h2_stream_window_bytes as usize,
+            65_535,
+            "h2_stream_window_bytes",
+        )? as u32,
+        h2_connection_window_bytes: h2(
+            &l.h2_connection_window_bytes,
+            d.h2_connection_window_bytes as usize,
+            65_535,
+            "h2_connection_window_bytes",
+        )? as u32,
+        h2_max_send_buf_bytes: h2(
+            &l.h2_max_send_buf_bytes,
+            d.h2_max_send_buf_bytes,
+            16_384,
+            "h2_max_send_buf_bytes",
+        )?,
     })
 }
 
@@ -518,10 +553,18 @@ fn at_least(
 
 /// An HTTP/2 limit: at least `min`, and within what the protocol's 31-bit window and
 /// stream counts can carry (RFC 9113 §6.9.1).
-fn h2(v: &Option<Spanned<usize>>, default: usize, min: usize, name: &str) -> Result<usize, Invalid> {
+fn h2(
+    v: &Option<Spanned<usize>>,
+    default: usize,
+    min: usize,
+    name: &str,
+) -> Result<usize, Invalid> {
     let n = at_least(v, default, min, &format!("limits.{name}"))?;
     match v {
-        Some(s) if n > (1 << 31) - 1 => Err((s.span(), format!("limits.{name} must be at most 2147483647"))),
+        Some(s) if n > (1 << 31) - 1 => Err((
+            s.span(),
+            format!("limits.{name} must be at most 2147483647"),
+        )),
         _ => Ok(n),
     }
 }

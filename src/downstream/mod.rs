@@ -5,7 +5,7 @@
 
 pub mod client_stream;
 pub mod connection;
+pub mod h2;
 pub mod listener;
 pub mod screen;
-pub mod h2;
 pub mod tls;

@@ -53,7 +53,10 @@ impl Negotiated {
     /// no port): a request for another host was misdirected here (a client reusing
     /// the connection for a name the certificate does not carry).
     pub fn covers(&self, host: &str) -> bool {
-        self.tls.certs.get(self.cert).is_some_and(|c| c.covers(host))
+        self.tls
+            .certs
+            .get(self.cert)
+            .is_some_and(|c| c.covers(host))
     }
 }
 

@@ -155,7 +155,10 @@ mod tests {
         let mut r = req("https://App.Test/x", &[]);
         *r.version_mut() = Version::HTTP_2;
         let t = target(&r).unwrap();
-        assert_eq!((t.host.as_str(), t.authority.as_str()), ("app.test", "App.Test"));
+        assert_eq!(
+            (t.host.as_str(), t.authority.as_str()),
+            ("app.test", "App.Test")
+        );
         // Over HTTP/1.1, an https:// target is still not relevo's to forward.
         assert!(matches!(
             target(&req("https://a.test/", &[])),

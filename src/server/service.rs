@@ -66,7 +66,9 @@ pub(super) fn service(
         conn.stats.requests_by_protocol[protocol.index()].fetch_add(1, Ordering::Relaxed);
         let early = match &conn.tls {
             Some(tls) => misdirected(&req, tls),
-            None => conn.https_port.and_then(|port| to_https(&req, &state, port)),
+            None => conn
+                .https_port
+                .and_then(|port| to_https(&req, &state, port)),
         };
         req.extensions_mut().insert(protocol);
         let peer = conn.peer;
@@ -117,8 +119,11 @@ fn to_https(req: &Request<Incoming>, state: &State, port: u16) -> Option<Respons
     };
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let location = HeaderValue::from_str(&format!("https://{authority}{path}")).ok()?;
-    let mut resp = page::page(StatusCode::PERMANENT_REDIRECT, "this host is served over https")
-        .map(ProxyBody::page);
+    let mut resp = page::page(
+        StatusCode::PERMANENT_REDIRECT,
+        "this host is served over https",
+    )
+    .map(ProxyBody::page);
     resp.headers_mut().insert(header::LOCATION, location);
     Some(resp)
 }

@@ -100,4 +100,3 @@ pub fn dump_dom(chromium: &Path, url: &str, budget_ms: u32, extra: &[String]) ->
     );
     dom
 }
-

@@ -204,20 +204,17 @@ async fn whole(resp: Response<Incoming>) -> Got {
 }
 
 /// An HTTP/2 client connection over `tls` (which must have negotiated h2).
-pub async fn h2(
-    tls: TlsStream<TcpStream>,
-) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
-    let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-        .await
-        .unwrap();
+pub async fn h2(tls: TlsStream<TcpStream>) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+    let (send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
     tokio::spawn(conn);
     send
 }
 
 /// An HTTP/1.1 client connection over `tls`.
-pub async fn h1(
-    tls: TlsStream<TcpStream>,
-) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+pub async fn h1(tls: TlsStream<TcpStream>) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
     let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .unwrap();
