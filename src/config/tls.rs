@@ -3,7 +3,6 @@
 //! certificate's, or an expired certificate, and point at the entry).
 
 use std::net::SocketAddr;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -14,7 +13,6 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::error::Invalid;
-use super::types::HostEntryConfig;
 
 /// The TLS listener: where, with which certificates, from which version on.
 #[derive(Debug)]
@@ -246,25 +244,6 @@ pub(super) fn validate(raw: &Spanned<RawTls>, base: &Path) -> Result<Tls, Invali
         min_version,
         redirect_http: t.redirect_http.unwrap_or(false),
     })
-}
-
-/// A warning per host entry no certificate covers: its clients would get 421 (or a
-/// certificate for another name) over TLS.
-pub(super) fn uncovered(
-    tls: &Tls,
-    hosts: &[HostEntryConfig],
-    key_span: impl Fn(&str) -> Range<usize>,
-) -> Vec<Invalid> {
-    hosts
-        .iter()
-        .filter(|h| !tls.covers(&h.name))
-        .map(|h| {
-            (
-                key_span(&h.key()),
-                format!("warning: no tls certificate covers host `{}`", h.key()),
-            )
-        })
-        .collect()
 }
 
 #[cfg(test)]

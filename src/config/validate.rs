@@ -54,7 +54,17 @@ pub(super) fn config(
         .map(|t| tls::validate(t, base))
         .transpose()?;
     let warnings = tls.as_ref().map_or_else(Vec::new, |t| {
-        tls::uncovered(t, &hosts, |key| key_span(text, key))
+        hosts
+            .iter()
+            .filter(|h| !t.covers(&h.name))
+            .map(|h| {
+                let key = h.key();
+                (
+                    key_span(text, &key),
+                    format!("warning: no tls certificate covers host `{key}`"),
+                )
+            })
+            .collect()
     });
     let config = Config {
         listen,
