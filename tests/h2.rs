@@ -8,7 +8,6 @@ mod common;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use bytes::Bytes;
 use common::tls::{self, Pki};
@@ -23,11 +22,17 @@ fn one_cert(pki: &Pki) -> relevo::config::tls::Tls {
     tls::tls_section(&[pki.issue("app", &["app.test"])])
 }
 
-#[tokio::test]
-async fn h2_requests_reach_http11_backends_without_connection_fields() {
+/// relevo serving `app.test` over TLS from one backend, after `tweak`.
+async fn app(tweak: impl FnOnce(&mut relevo::Config)) -> (common::Backend, Pki, tls::TlsProxy) {
     let b = backend("b1").await;
     let pki = Pki::new();
-    let proxy = tls::start(vec![host("app.test", &[b.addr])], one_cert(&pki), |_| {});
+    let proxy = tls::start(vec![host("app.test", &[b.addr])], one_cert(&pki), tweak);
+    (b, pki, proxy)
+}
+
+#[tokio::test]
+async fn h2_requests_reach_http11_backends_without_connection_fields() {
+    let (b, pki, proxy) = app(|_| {}).await;
     let stream = tls::connect(proxy.tls, "app.test", tls::default_client(&pki))
         .await
         .unwrap();
@@ -129,12 +134,7 @@ async fn trailers_are_relayed_to_an_h2_client() {
         one_cert(&pki),
         |_| {},
     );
-    let mut send = tls::h2(
-        tls::connect(proxy.tls, "app.test", tls::default_client(&pki))
-            .await
-            .unwrap(),
-    )
-    .await;
+    let mut send = tls::h2_to(proxy.tls, &pki, "app.test").await;
     let req = Request::get("https://app.test/trailers")
         .header("te", "trailers")
         .body(http_body_util::Full::new(Bytes::new()))
@@ -184,12 +184,7 @@ async fn large_bodies_stream_both_ways_over_h2_in_bounded_memory() {
         body_backend().await
     );
     let (relevo, tls_addr) = child_relevo(&pki, &["app.test", "up.test"], &hosts).await;
-    let mut send = tls::h2(
-        tls::connect(tls_addr, "app.test", tls::default_client(&pki))
-            .await
-            .unwrap(),
-    )
-    .await;
+    let mut send = tls::h2_to(tls_addr, &pki, "app.test").await;
     assert_eq!(tls::h2_get(&mut send, "https://app.test/").await.body, "b1");
     let before = relevo.peak_rss_kib();
     // Download: 64 MiB the backend makes on the fly, read frame by frame.
@@ -242,9 +237,7 @@ async fn large_bodies_stream_both_ways_over_h2_in_bounded_memory() {
 async fn a_rapid_reset_burst_ends_that_connection_only() {
     // CVE-2023-44487: streams opened and reset at once cost the server work but no
     // stream slot; past `h2_max_pending_accept_reset_streams` the connection ends.
-    let b = backend("b1").await;
-    let pki = Pki::new();
-    let proxy = tls::start(vec![host("app.test", &[b.addr])], one_cert(&pki), |_| {});
+    let (b, pki, proxy) = app(|_| {}).await;
     let stream = tls::connect(proxy.tls, "app.test", tls::default_client(&pki))
         .await
         .unwrap();
@@ -289,12 +282,7 @@ async fn a_rapid_reset_burst_ends_that_connection_only() {
         "{ended:?}"
     );
     // Another client is served as usual.
-    let mut send = tls::h2(
-        tls::connect(proxy.tls, "app.test", tls::default_client(&pki))
-            .await
-            .unwrap(),
-    )
-    .await;
+    let mut send = tls::h2_to(proxy.tls, &pki, "app.test").await;
     assert_eq!(tls::h2_get(&mut send, "https://app.test/").await.body, "b1");
 }
 
@@ -303,11 +291,7 @@ async fn requests_cancelled_after_they_reach_a_backend_are_bounded_too() {
     // The slow variant of CVE-2023-44487: each stream is accepted, its request sent to
     // the backend, and only then reset. h2 does not count these; relevo does
     // (`h2_max_client_resets`), and ends the connection past the limit.
-    let b = backend("b1").await;
-    let pki = Pki::new();
-    let proxy = tls::start(vec![host("app.test", &[b.addr])], one_cert(&pki), |c| {
-        c.limits.h2_max_client_resets = 5;
-    });
+    let (b, pki, proxy) = app(|c| c.limits.h2_max_client_resets = 5).await;
     let stream = tls::connect(proxy.tls, "app.test", tls::default_client(&pki))
         .await
         .unwrap();
@@ -394,5 +378,4 @@ async fn curl_speaks_h2_through_relevo() {
             .is_ok_and(|l| l.contains("target=https://app.test") && l.contains("proto=h2 tls=1.3"))
     })
     .await;
-    let _ = Duration::ZERO;
 }

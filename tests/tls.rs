@@ -111,12 +111,7 @@ async fn a_host_the_connections_certificate_does_not_cover_gets_421() {
             .status(),
         421
     );
-    let mut send = tls::h2(
-        tls::connect(proxy.tls, "a.wild.test", tls::default_client(&pki))
-            .await
-            .unwrap(),
-    )
-    .await;
+    let mut send = tls::h2_to(proxy.tls, &pki, "a.wild.test").await;
     assert_eq!(
         tls::h2_get(&mut send, "https://a.wild.test/")
             .await
@@ -200,12 +195,7 @@ async fn bad_input_on_the_tls_port_ends_quickly_and_alone() {
         .await
         .unwrap();
     // Meanwhile other clients are served.
-    let mut send = tls::h2(
-        tls::connect(proxy.tls, "app.test", tls::default_client(&pki))
-            .await
-            .unwrap(),
-    )
-    .await;
+    let mut send = tls::h2_to(proxy.tls, &pki, "app.test").await;
     assert_eq!(tls::h2_get(&mut send, "https://app.test/").await.body, "b1");
     for s in [stalled, truncated] {
         let took = closed_within(s, WAIT).await;

@@ -29,6 +29,33 @@ pub struct Settings {
     pub max_headers: usize,
 }
 
+/// A boxed error hyper can take from a service or a body.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What serves a client connection's requests, HTTP/1.1 or HTTP/2: a hyper service
+/// whose futures and bodies may move between threads.
+pub trait ClientService:
+    HttpService<
+        Incoming,
+        Future: Send + 'static,
+        Error: Into<BoxError>,
+        ResBody: Body<Data: Send, Error: Into<BoxError>> + Send + 'static,
+    > + Send
+    + 'static
+{
+}
+
+impl<S> ClientService for S where
+    S: HttpService<
+            Incoming,
+            Future: Send + 'static,
+            Error: Into<BoxError>,
+            ResBody: Body<Data: Send, Error: Into<BoxError>> + Send + 'static,
+        > + Send
+        + 'static
+{
+}
+
 /// What a graceful stop does with a connection that is waiting for its next request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Drain {
@@ -44,19 +71,12 @@ pub enum Drain {
 /// Serves one accepted connection with `service` until it closes; `stop` turning to
 /// `Some(CloseIdle)` lets the request in flight finish, then closes. Under
 /// `Some(AnswerNext)` the connection ends as usual, after the service's last answer.
-pub async fn serve<I: Io, S>(
+pub async fn serve<I: Io, S: ClientService>(
     accepted: Accepted<I>,
     settings: Settings,
     service: S,
     mut stop: watch::Receiver<Option<Drain>>,
-) where
-    S: HttpService<Incoming> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    S::ResBody: Send + 'static,
-    <S::ResBody as Body>::Data: Send,
-    <S::ResBody as Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+) {
     let Accepted { stream, peer, slot } = accepted;
     let _slot = slot;
     let screened = tokio::select! {

@@ -8,15 +8,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use hyper::body::{Body, Incoming};
 use hyper::server::conn::http2;
-use hyper::service::HttpService;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::sync::{watch, Notify};
 use tracing::debug;
 
 use super::client_stream::{ClientStream, Io};
-use super::connection::{Drain, Settings};
+use super::connection::{ClientService, Drain, Settings};
 use super::listener::Accepted;
 use crate::config::Limits;
 
@@ -99,21 +97,14 @@ impl Drop for InFlight {
 /// Serves one HTTP/2 connection until the client closes it, a limit ends it (GOAWAY),
 /// or a stop: any stop sends GOAWAY at once, lets the streams in flight finish, then
 /// closes (an HTTP/2 client opens a new connection for its next request by itself).
-pub async fn serve<I: Io, S>(
+pub async fn serve<I: Io, S: ClientService>(
     accepted: Accepted<I>,
     settings: Settings,
     limits: &Limits,
     service: S,
     resets: Arc<Resets>,
     mut stop: watch::Receiver<Option<Drain>>,
-) where
-    S: HttpService<Incoming> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    S::ResBody: Send + 'static,
-    <S::ResBody as Body>::Data: Send,
-    <S::ResBody as Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+) {
     let Accepted { stream, peer, slot } = accepted;
     let _slot = slot;
     // The same blocked-write bound and lingering close as HTTP/1.

@@ -213,6 +213,16 @@ pub async fn h2(tls: TlsStream<TcpStream>) -> hyper::client::conn::http2::SendRe
     send
 }
 
+/// An HTTP/2 connection to relevo's TLS listener at `addr` for `name` (SNI), trusting
+/// `pki`'s CA.
+pub async fn h2_to(
+    addr: SocketAddr,
+    pki: &Pki,
+    name: &str,
+) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+    h2(connect(addr, name, default_client(pki)).await.unwrap()).await
+}
+
 /// An HTTP/1.1 client connection over `tls`.
 pub async fn h1(tls: TlsStream<TcpStream>) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
     let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
