@@ -24,7 +24,12 @@ fn two_certs(pki: &Pki) -> relevo::config::tls::Tls {
 async fn tls_1_2_and_1_3_handshakes_serve_requests() {
     let b = backend("b1").await;
     let pki = Pki::new();
-    let proxy = tls::start(vec![host("app.test", &[b.addr])], two_certs(&pki), |_| {});
+    let proxy = tls::start(vec![host("app.test", &[b.addr])], two_certs(&pki), |c| {
+        c.admin = Some(relevo::config::Admin {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            token: None,
+        });
+    });
     for (version, want) in [
         (&rustls::version::TLS12, rustls::ProtocolVersion::TLSv1_2),
         (&rustls::version::TLS13, rustls::ProtocolVersion::TLSv1_3),
@@ -46,6 +51,20 @@ async fn tls_1_2_and_1_3_handshakes_serve_requests() {
         proxy.stats.requests_by_protocol[p.index()].load(std::sync::atomic::Ordering::Relaxed)
     };
     assert_eq!((counted("1.2"), counted("1.3")), (1, 1));
+    // The metric and the status document say the same, labels bounded.
+    let admin = proxy.admin.unwrap();
+    let metrics = common::get(admin, "admin", "/metrics", "").await.body;
+    for version in ["1.2", "1.3"] {
+        let series = format!(
+            "relevo_requests_by_protocol_total{{protocol=\"http/1.1\",tls=\"{version}\"}} 1"
+        );
+        assert!(metrics.contains(&series), "{series} not in\n{metrics}");
+    }
+    let status = common::get(admin, "admin", "/status.json", "").await.body;
+    assert!(
+        status.contains("\"protocol\": \"http/1.1\",\n      \"tls\": \"1.3\""),
+        "{status}"
+    );
 }
 
 #[tokio::test]

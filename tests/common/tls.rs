@@ -108,6 +108,8 @@ pub struct TlsProxy {
     pub addr: SocketAddr,
     /// The TLS listener.
     pub tls: SocketAddr,
+    /// The admin listener, when the configuration has one.
+    pub admin: Option<SocketAddr>,
     pub state: Arc<arc_swap::ArcSwap<relevo::proxy::State>>,
     pub stats: Arc<ServerStats>,
     stop: Option<oneshot::Sender<()>>,
@@ -137,6 +139,7 @@ pub fn start_config(config: Config) -> TlsProxy {
     let proxy = TlsProxy {
         addr: server.local_addr().unwrap(),
         tls: server.tls_addr().expect("tls listener"),
+        admin: server.admin_addr(),
         state: server.state(),
         stats: server.stats(),
         stop: Some(tx),
