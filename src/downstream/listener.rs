@@ -68,6 +68,25 @@ impl Listener {
         max_connections: usize,
         stats: Arc<ServerStats>,
     ) -> io::Result<Listener> {
+        Listener::bind_opts(addr, max_connections, stats, false)
+    }
+
+    /// `bind` with SO_REUSEPORT: the TLS listener, which a binary upgrade does not hand
+    /// over, so the new relevo binds it beside the old one while that one drains.
+    pub fn bind_shared(
+        addr: SocketAddr,
+        max_connections: usize,
+        stats: Arc<ServerStats>,
+    ) -> io::Result<Listener> {
+        Listener::bind_opts(addr, max_connections, stats, true)
+    }
+
+    fn bind_opts(
+        addr: SocketAddr,
+        max_connections: usize,
+        stats: Arc<ServerStats>,
+        reuse_port: bool,
+    ) -> io::Result<Listener> {
         let socket = if addr.is_ipv4() {
             TcpSocket::new_v4()?
         } else {
@@ -75,6 +94,7 @@ impl Listener {
         };
         // A restarted proxy must get its port back while old connections sit in TIME_WAIT.
         socket.set_reuseaddr(true)?;
+        socket.set_reuseport(reuse_port)?;
         socket.bind(addr)?;
         Ok(Listener::with_slots(
             socket.listen(BACKLOG)?,
