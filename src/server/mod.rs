@@ -79,7 +79,10 @@ impl Server {
         let tls = config
             .tls
             .as_ref()
-            .map(|t| Listener::bind_shared(t.listen, max, stats.clone()))
+            .map(|t| {
+                Listener::bind_shared(t.listen, max, stats.clone())
+                    .map_err(|e| io::Error::new(e.kind(), format!("tls.listen {}: {e}", t.listen)))
+            })
             .transpose()?;
         let wants_log = config.access_log != crate::config::AccessLogTarget::Off;
         let state = State::build(config, None);
