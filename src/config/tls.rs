@@ -173,9 +173,13 @@ fn format_unix(secs: i64) -> String {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTls {
+    /// `Tls::listen`, spanned to point at a bad address.
     listen: Option<Spanned<String>>,
+    /// `Tls::certs` as file names.
     certs: Option<Vec<Spanned<RawCert>>>,
+    /// `Tls::min_version` as written ("1.2", "1.3").
     min_version: Option<Spanned<String>>,
+    /// `Tls::redirect_http`.
     redirect_http: Option<bool>,
 }
 
@@ -183,7 +187,9 @@ pub(super) struct RawTls {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCert {
+    /// The PEM chain's path; errors about the certificate point here.
     cert: Spanned<String>,
+    /// The PEM key's path; errors about the key point here.
     key: Spanned<String>,
 }
 

@@ -24,11 +24,14 @@ use tokio_rustls::client::TlsStream;
 pub struct Pki {
     /// Where the PEM files are written.
     pub dir: tempfile::TempDir,
+    /// The CA's key, which signs every leaf.
     ca_key: KeyPair,
+    /// The CA's certificate: clients' root, and the issuer named in every leaf.
     ca: rcgen::Certificate,
 }
 
 impl Pki {
+    /// A fresh CA and an empty folder for its certificates.
     pub fn new() -> Pki {
         let ca_key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -77,6 +80,7 @@ impl Pki {
         (cert_path, key_path)
     }
 
+    /// `issue_with`, default validity.
     pub fn issue(&self, file: &str, names: &[&str]) -> (PathBuf, PathBuf) {
         self.issue_with(file, names, |_| {})
     }
@@ -110,8 +114,11 @@ pub struct TlsProxy {
     pub tls: SocketAddr,
     /// The admin listener, when the configuration has one.
     pub admin: Option<SocketAddr>,
+    /// The live state, for reloads.
     pub state: Arc<arc_swap::ArcSwap<relevo::proxy::State>>,
+    /// Process-wide counters (requests by protocol).
     pub stats: Arc<ServerStats>,
+    /// Stops the server when dropped.
     stop: Option<oneshot::Sender<()>>,
 }
 
@@ -193,7 +200,9 @@ pub async fn connect(
 
 /// A response read whole: status, head, body.
 pub struct Got {
+    /// Status, version and fields, the body taken out.
     pub resp: Response<()>,
+    /// The whole body.
     pub body: Bytes,
 }
 
@@ -257,7 +266,8 @@ pub async fn h1_get(
     whole(send.send_request(req).await.unwrap()).await
 }
 
-/// Writes a config file naming `certs` and the hosts, returns its path.
+/// Writes `body` as `relevo.toml` in `dir` (beside the certificates, which it may name
+/// by relative paths), returns its path.
 pub fn write_config(dir: &Path, body: &str) -> PathBuf {
     let path = dir.join("relevo.toml");
     std::fs::write(&path, body).unwrap();
