@@ -5,9 +5,7 @@
 
 use std::time::Duration;
 
-use hyper::body::{Body, Incoming};
 use hyper::server::conn::http1;
-use hyper::service::HttpService;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::watch;
 use tracing::debug;
@@ -15,6 +13,7 @@ use tracing::debug;
 use super::client_stream::Io;
 use super::listener::Accepted;
 use super::screen;
+use super::service::ClientService;
 
 /// What a client connection is held to (from `timeouts` and `limits`).
 #[derive(Debug, Clone, Copy)]
@@ -27,33 +26,6 @@ pub struct Settings {
     pub max_header_bytes: usize,
     /// Most header fields in a request.
     pub max_headers: usize,
-}
-
-/// A boxed error hyper can take from a service or a body.
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// What serves a client connection's requests, HTTP/1.1 or HTTP/2: a hyper service
-/// whose futures and bodies may move between threads.
-pub trait ClientService:
-    HttpService<
-        Incoming,
-        Future: Send + 'static,
-        Error: Into<BoxError>,
-        ResBody: Body<Data: Send, Error: Into<BoxError>> + Send + 'static,
-    > + Send
-    + 'static
-{
-}
-
-impl<S> ClientService for S where
-    S: HttpService<
-            Incoming,
-            Future: Send + 'static,
-            Error: Into<BoxError>,
-            ResBody: Body<Data: Send, Error: Into<BoxError>> + Send + 'static,
-        > + Send
-        + 'static
-{
 }
 
 /// What a graceful stop does with a connection that is waiting for its next request.

@@ -14,8 +14,9 @@ use tokio::sync::{watch, Notify};
 use tracing::debug;
 
 use super::client_stream::{ClientStream, Io};
-use super::connection::{ClientService, Drain, Settings};
+use super::connection::{Drain, Settings};
 use super::listener::Accepted;
+use super::service::ClientService;
 use crate::config::Limits;
 
 /// The window over which a connection's cancelled requests are counted.

@@ -8,4 +8,5 @@ pub mod connection;
 pub mod h2;
 pub mod listener;
 pub mod screen;
+pub mod service;
 pub mod tls;
