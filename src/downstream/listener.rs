@@ -62,26 +62,10 @@ impl Drop for Slot {
 }
 
 impl Listener {
-    /// Binds `addr` with room for `max_connections` open connections.
+    /// Binds `addr` with room for `max_connections` open connections; `reuse_port`
+    /// (SO_REUSEPORT) for the TLS listener, which a binary upgrade does not hand over,
+    /// so that the new relevo can bind it beside the old one while that one drains.
     pub fn bind(
-        addr: SocketAddr,
-        max_connections: usize,
-        stats: Arc<ServerStats>,
-    ) -> io::Result<Listener> {
-        Listener::bind_opts(addr, max_connections, stats, false)
-    }
-
-    /// `bind` with SO_REUSEPORT: the TLS listener, which a binary upgrade does not hand
-    /// over, so the new relevo binds it beside the old one while that one drains.
-    pub fn bind_shared(
-        addr: SocketAddr,
-        max_connections: usize,
-        stats: Arc<ServerStats>,
-    ) -> io::Result<Listener> {
-        Listener::bind_opts(addr, max_connections, stats, true)
-    }
-
-    fn bind_opts(
         addr: SocketAddr,
         max_connections: usize,
         stats: Arc<ServerStats>,

@@ -73,14 +73,14 @@ impl Server {
         let max = config.limits.max_connections;
         let listener = match inherited.proxy {
             Some(socket) => Listener::from_std(socket, max, stats.clone())?,
-            None => Listener::bind(config.listen, max, stats.clone())?,
+            None => Listener::bind(config.listen, max, stats.clone(), false)?,
         };
         let admin_config = config.admin.clone();
         let tls = config
             .tls
             .as_ref()
             .map(|t| {
-                Listener::bind_shared(t.listen, max, stats.clone())
+                Listener::bind(t.listen, max, stats.clone(), true)
                     .map_err(|e| io::Error::new(e.kind(), format!("tls.listen {}: {e}", t.listen)))
             })
             .transpose()?;
