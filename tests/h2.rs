@@ -379,3 +379,24 @@ async fn curl_speaks_h2_through_relevo() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn without_authority_the_host_field_names_the_host() {
+    // RFC 9113 §8.3.1: a request may carry Host instead of `:authority`.
+    let (b, pki, proxy) = app(|_| {}).await;
+    let stream = tls::connect(proxy.tls, "app.test", tls::default_client(&pki))
+        .await
+        .unwrap();
+    let (client, conn) = h2::client::handshake(stream).await.unwrap();
+    tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    let req = Request::get("/no-authority")
+        .header("host", "app.test")
+        .body(())
+        .unwrap();
+    let (resp, _) = client.send_request(req, true).unwrap();
+    let resp = tokio::time::timeout(WAIT, resp).await.unwrap().unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(b.last().uri, "/no-authority");
+    assert_eq!(b.last().headers["host"], "app.test");
+}

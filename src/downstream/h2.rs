@@ -121,6 +121,10 @@ pub async fn serve<I: Io, S: ClientService>(
         .max_send_buf_size(limits.h2_max_send_buf_bytes)
         // Bounds a header block however many CONTINUATION frames carry it.
         .max_header_list_size(header_list)
+        // A peer gone without a word (no FIN) is found by an unanswered PING, as
+        // HTTP/1's keep-alive idle timeout would close its connection.
+        .keep_alive_interval(settings.header_timeout)
+        .keep_alive_timeout(settings.header_timeout)
         .serve_connection(TokioIo::new(io), service);
     let mut conn = std::pin::pin!(conn);
     let ended = tokio::select! {
