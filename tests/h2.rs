@@ -8,6 +8,7 @@ mod common;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
 use common::tls::{self, Pki};
@@ -399,4 +400,40 @@ async fn without_authority_the_host_field_names_the_host() {
     assert_eq!(resp.status(), 200);
     assert_eq!(b.last().uri, "/no-authority");
     assert_eq!(b.last().headers["host"], "app.test");
+}
+
+#[tokio::test]
+async fn an_idle_h2_connection_is_closed_but_a_slow_response_is_not() {
+    // As an idle HTTP/1 keep-alive connection, an HTTP/2 connection with no request
+    // under way for `timeouts.client_header` ends (GOAWAY, RFC 9113 §6.8): idle
+    // clients must not hold every `max_connections` slot. A response that takes
+    // longer than that is under way, and is not cut.
+    let (b, pki, proxy) = app(|c| c.timeouts.client_header = Duration::from_millis(300)).await;
+    b.delay_ms.store(900, std::sync::atomic::Ordering::SeqCst);
+    let stream = tls::connect(proxy.tls, "app.test", tls::default_client(&pki))
+        .await
+        .unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = Request::get("https://app.test/waited")
+        .body(http_body_util::Full::new(Bytes::new()))
+        .unwrap();
+    let resp = tokio::time::timeout(WAIT, send.send_request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "b1");
+    let start = std::time::Instant::now();
+    let ended = tokio::time::timeout(WAIT, conn).await;
+    assert!(
+        ended.is_ok(),
+        "the idle connection was still open after {WAIT:?}"
+    );
+    assert!(
+        start.elapsed() >= Duration::from_millis(250),
+        "closed too early"
+    );
 }

@@ -24,14 +24,18 @@ const RESET_WINDOW: Duration = Duration::from_secs(10);
 /// How long streams in flight may take to finish once an abusive connection got GOAWAY.
 const ABUSE_GRACE: Duration = Duration::from_secs(1);
 
-/// Requests a client cancelled (RST_STREAM) before their response, on one connection.
+/// What relevo watches of one HTTP/2 connection's streams, beyond what h2 does:
 ///
-/// h2 bounds streams reset before hyper accepts them; a client that resets each stream
-/// just after it is accepted still makes relevo start a backend request per stream, at
-/// no cost of a stream slot (the rapid reset attack, CVE-2023-44487). Past
-/// `limits.h2_max_client_resets` within `RESET_WINDOW`, the connection gets GOAWAY.
+/// - requests the client cancelled (RST_STREAM) before their response. h2 bounds streams
+///   reset before hyper accepts them; a client that resets each stream just after it is
+///   accepted still makes relevo start a backend request per stream, at no cost of a
+///   stream slot (the rapid reset attack, CVE-2023-44487). Past
+///   `limits.h2_max_client_resets` within `RESET_WINDOW`, the connection gets GOAWAY;
+/// - requests under way, for the idle timeout: with none for `timeouts.client_header`
+///   the connection gets GOAWAY, as an idle HTTP/1 keep-alive connection is closed,
+///   so idle clients cannot hold every slot of `max_connections`.
 #[derive(Debug)]
-pub struct Resets {
+pub struct Streams {
     /// Most cancellations in a window.
     limit: usize,
     /// Cancellations in the current window.
@@ -40,30 +44,81 @@ pub struct Resets {
     since: Mutex<Instant>,
     /// Woken when the limit is passed: the connection is to end.
     exceeded: Notify,
+    /// Requests under way: from the head to the end of the response body.
+    open: AtomicUsize,
+    /// When a request last began or ended: the idle time counts from there.
+    stirred: Mutex<Instant>,
+}
+
+/// A request under way on an HTTP/2 connection, from its head to the end of its
+/// response body (the request's session holds it); the connection is idle while
+/// there is none.
+#[derive(Debug)]
+pub struct Active {
+    /// The connection's streams.
+    streams: Arc<Streams>,
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.streams.open.fetch_sub(1, Ordering::Relaxed);
+        self.streams.stir();
+    }
 }
 
 /// Counts its request as cancelled if dropped before `finished`.
 #[derive(Debug)]
 pub struct InFlight {
     /// The connection's count; taken by `finished`.
-    resets: Option<Arc<Resets>>,
+    resets: Option<Arc<Streams>>,
 }
 
-impl Resets {
+impl Streams {
     /// A count allowing `limit` cancellations per window.
-    pub fn new(limit: usize) -> Arc<Resets> {
-        Arc::new(Resets {
+    pub fn new(limit: usize) -> Arc<Streams> {
+        Arc::new(Streams {
             limit,
             count: AtomicUsize::new(0),
             since: Mutex::new(Instant::now()),
             exceeded: Notify::new(),
+            open: AtomicUsize::new(0),
+            stirred: Mutex::new(Instant::now()),
         })
     }
 
     /// Marks a request begun: dropping the guard unfinished counts a cancellation.
     pub fn begin(self: &Arc<Self>) -> InFlight {
+        self.stir();
         InFlight {
             resets: Some(self.clone()),
+        }
+    }
+
+    /// A request under way until the guard is dropped.
+    pub fn active(self: &Arc<Self>) -> Active {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        Active {
+            streams: self.clone(),
+        }
+    }
+
+    fn stir(&self) {
+        *self.stirred.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+
+    /// Resolves once no request has been under way for `timeout`.
+    async fn idle(&self, timeout: Duration) {
+        let check = (timeout / 4).max(Duration::from_millis(10));
+        loop {
+            tokio::time::sleep(check).await;
+            let quiet = self
+                .stirred
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .elapsed();
+            if self.open.load(Ordering::Relaxed) == 0 && quiet >= timeout {
+                return;
+            }
         }
     }
 
@@ -103,7 +158,7 @@ pub async fn serve<I: Io, S: ClientService>(
     settings: Settings,
     limits: &Limits,
     service: S,
-    resets: Arc<Resets>,
+    streams: Arc<Streams>,
     mut stop: watch::Receiver<Option<Drain>>,
 ) {
     let Accepted { stream, peer, slot } = accepted;
@@ -135,7 +190,12 @@ pub async fn serve<I: Io, S: ClientService>(
             conn.as_mut().graceful_shutdown();
             conn.await
         }
-        _ = resets.exceeded.notified() => {
+        _ = streams.idle(settings.header_timeout) => {
+            debug!(client = %peer, "h2: idle for {:?}, closing", settings.header_timeout);
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+        _ = streams.exceeded.notified() => {
             debug!(client = %peer, "h2: too many cancelled requests, closing (CVE-2023-44487)");
             conn.as_mut().graceful_shutdown();
             // An abusive client's streams get a moment to finish, not the usual wait.

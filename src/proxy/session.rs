@@ -9,6 +9,7 @@ use http::{Method, Request, StatusCode};
 
 use super::state::{Entry, State};
 use crate::config::AccessLogFormat;
+use crate::downstream::h2::{Active, Streams};
 use crate::stats::Protocol;
 
 /// What is known about one request; finished when the response body is done.
@@ -52,6 +53,8 @@ pub struct Session {
     pub log: bool,
     /// What the request came in on (HTTP/1.1 or h2, TLS version), for the log.
     pub protocol: Protocol,
+    /// Keeps an HTTP/2 connection from its idle timeout until the response has ended.
+    pub active: Option<Active>,
 }
 
 impl Session {
@@ -94,6 +97,7 @@ impl Session {
                 .get::<Protocol>()
                 .copied()
                 .unwrap_or(Protocol::CLEAR),
+            active: req.extensions().get::<Arc<Streams>>().map(Streams::active),
         }
     }
 

@@ -178,7 +178,7 @@ impl Server {
                 peer: accepted.peer,
                 stop: stop.clone(),
                 tls: None,
-                resets: None,
+                streams: None,
                 https_port,
             });
             tokio::spawn(connection::serve(accepted, settings, service, stop.clone()));

@@ -15,7 +15,7 @@ use hyper::service::{service_fn, Service};
 use tokio::sync::watch;
 
 use crate::downstream::connection::Drain;
-use crate::downstream::h2::Resets;
+use crate::downstream::h2::Streams;
 use crate::downstream::tls::Negotiated;
 use crate::http::{host, page, rewrite};
 use crate::proxy::{self, ProxyBody, State};
@@ -33,8 +33,8 @@ pub(super) struct Conn {
     pub(super) stop: watch::Receiver<Option<Drain>>,
     /// The TLS handshake's outcome; `None` on the plain listener.
     pub(super) tls: Option<Negotiated>,
-    /// HTTP/2's count of cancelled requests (rapid reset); `None` for HTTP/1.
-    pub(super) resets: Option<Arc<Resets>>,
+    /// What HTTP/2 watches of its streams (cancellations, activity); `None` for HTTP/1.
+    pub(super) streams: Option<Arc<Streams>>,
     /// The TLS listener's port as bound (the configured one may be 0), for redirects.
     pub(super) https_port: Option<u16>,
 }
@@ -72,7 +72,11 @@ pub(super) fn service(
         };
         req.extensions_mut().insert(protocol);
         let peer = conn.peer;
-        let in_flight = conn.resets.as_ref().map(|r| r.begin());
+        let in_flight = conn.streams.as_ref().map(|s| {
+            // The session holds the request active until its response body ends.
+            req.extensions_mut().insert(s.clone());
+            s.begin()
+        });
         async move {
             if let Some(answer) = early {
                 return Ok(answer);

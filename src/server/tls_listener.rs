@@ -49,21 +49,21 @@ pub(super) async fn run(
             let Some((accepted, negotiated)) = acceptor.accept(accepted, timeout).await else {
                 return;
             };
-            let resets = negotiated
+            let streams = negotiated
                 .protocol
                 .h2
-                .then(|| h2::Resets::new(limits.h2_max_client_resets));
+                .then(|| h2::Streams::new(limits.h2_max_client_resets));
             let service = service::service(Conn {
                 state,
                 stats,
                 peer: accepted.peer,
                 stop: stop.clone(),
                 tls: Some(negotiated),
-                resets: resets.clone(),
+                streams: streams.clone(),
                 https_port: None,
             });
-            if let Some(resets) = resets {
-                h2::serve(accepted, settings, &limits, service, resets, stop).await;
+            if let Some(streams) = streams {
+                h2::serve(accepted, settings, &limits, service, streams, stop).await;
             } else {
                 connection::serve(accepted, settings, service, stop).await;
             }
