@@ -91,6 +91,9 @@ fn main() -> ExitCode {
                 {
                     eprintln!("{}: warning: {w}", config.display());
                 }
+                for w in &c.warnings {
+                    eprintln!("{w}");
+                }
                 for w in names::warnings(&names::resolve(&c)) {
                     eprintln!("{}: warning: {w}", config.display());
                 }
@@ -101,8 +104,11 @@ fn main() -> ExitCode {
                     1 => ", 1 backend name".into(),
                     n => format!(", {n} backend names"),
                 };
+                let certs = c.tls.as_ref().map_or(String::new(), |t| {
+                    format!(", {} certificates", t.certs.len())
+                });
                 println!(
-                    "{}: ok ({} hosts, {backends} backends{names})",
+                    "{}: ok ({} hosts, {backends} backends{names}{certs})",
                     config.display(),
                     c.hosts.len()
                 );

@@ -172,6 +172,58 @@ pub struct ServerStats {
     pub draining: AtomicBool,
     /// When the process started serving.
     pub started: SystemTime,
+    /// Requests by the protocol they came in on (`Protocol::index`).
+    pub requests_by_protocol: [AtomicU64; Protocol::COUNT],
+}
+
+/// What a request came in on: HTTP/1.1 or HTTP/2, in the clear or over which TLS
+/// version. A handful of values, so a metric labelled by it stays small.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Protocol {
+    /// HTTP/2 (negotiated with ALPN `h2`) rather than HTTP/1.x.
+    pub h2: bool,
+    /// The TLS version, `None` in the clear.
+    pub tls: Option<&'static str>,
+}
+
+impl Protocol {
+    /// How many distinct values there are (`index` is below it).
+    pub const COUNT: usize = 6;
+    /// TLS versions in `index` order after the clear ("1.2", "1.3").
+    const TLS: [&'static str; 2] = ["1.2", "1.3"];
+
+    /// Plain HTTP/1.x on the plain listener.
+    pub const CLEAR: Protocol = Protocol {
+        h2: false,
+        tls: None,
+    };
+
+    /// `http/1.1` or `h2`, as ALPN names them.
+    pub fn name(self) -> &'static str {
+        if self.h2 {
+            "h2"
+        } else {
+            "http/1.1"
+        }
+    }
+
+    /// A slot in `ServerStats::requests_by_protocol`.
+    pub fn index(self) -> usize {
+        let tls = self
+            .tls
+            .and_then(|v| Self::TLS.iter().position(|t| *t == v))
+            .map_or(0, |i| i + 1);
+        usize::from(self.h2) * 3 + tls
+    }
+
+    /// Every value, in `index` order.
+    pub fn all() -> impl Iterator<Item = Protocol> {
+        [false, true].into_iter().flat_map(|h2| {
+            [None, Some(Self::TLS[0]), Some(Self::TLS[1])]
+                .into_iter()
+                .map(move |tls| Protocol { h2, tls })
+        })
+    }
 }
 
 impl Default for ServerStats {
@@ -184,6 +236,7 @@ impl Default for ServerStats {
             reloads_failed: AtomicU64::new(0),
             draining: AtomicBool::new(false),
             started: SystemTime::now(),
+            requests_by_protocol: Default::default(),
         }
     }
 }
@@ -214,6 +267,12 @@ mod tests {
         let d = h.snapshot().since(&s);
         assert_eq!(d.count(), 1);
         assert_eq!(HistogramSnapshot::default().quantile(0.5), None);
+    }
+
+    #[test]
+    fn protocol_indexes_are_distinct() {
+        let all: Vec<usize> = Protocol::all().map(Protocol::index).collect();
+        assert_eq!(all, (0..Protocol::COUNT).collect::<Vec<_>>());
     }
 
     #[test]

@@ -57,6 +57,7 @@ async fn relevo_layer() -> (SocketAddr, watch::Sender<Option<Drain>>) {
         "127.0.0.1:0".parse().unwrap(),
         1000,
         Arc::new(ServerStats::default()),
+        false,
     )
     .unwrap();
     let addr = listener.local_addr().unwrap();

@@ -13,108 +13,13 @@
 
 mod common;
 
-use std::io::Read;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::chromium::{chromium, dump_dom};
 use relevo::config::{Admin, HostEntryConfig};
 use relevo::{Config, Server};
 use tokio::sync::oneshot;
-
-/// Chromium is killed after this long, whatever it is doing.
-const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The Chromium binary, or None (after saying so) when the test should be skipped.
-fn chromium() -> Option<PathBuf> {
-    let found = std::iter::once(PathBuf::from("/usr/bin/chromium"))
-        .chain(
-            std::env::var_os("PATH")
-                .map(|p| {
-                    std::env::split_paths(&p)
-                        .map(|d| d.join("chromium"))
-                        .collect::<Vec<_>>()
-                })
-                .unwrap_or_default(),
-        )
-        .find(|p| p.is_file());
-    if found.is_none() {
-        assert!(
-            std::env::var("RELEVO_REQUIRE_CHROMIUM").as_deref() != Ok("1"),
-            "RELEVO_REQUIRE_CHROMIUM=1 but chromium is not installed (apt-get install chromium)"
-        );
-        println!(
-            "SKIPPED status_page: chromium not installed (apt-get install chromium); \
-             .ci/run installs it and makes this test required"
-        );
-    }
-    found
-}
-
-/// Loads `url` in headless Chromium, lets the page's timers run for `budget_ms` of
-/// virtual time (its polling included), and returns the DOM it then has.
-fn dump_dom(chromium: &Path, url: &str, budget_ms: u32) -> String {
-    let profile = tempfile::tempdir().unwrap();
-    let mut child = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-extensions",
-            "--disable-dev-shm-usage",
-            "--window-size=1280,860",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("--virtual-time-budget={budget_ms}"))
-        .arg("--dump-dom")
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start chromium");
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + CHROMIUM_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            // Err only means it exited meanwhile.
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "chromium did not finish within {CHROMIUM_TIMEOUT:?} on {url}; stderr:\n{}",
-                err.join().unwrap()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let dom = out.join().unwrap();
-    let log = err.join().unwrap();
-    assert!(
-        status.success() && dom.contains("</html>"),
-        "chromium failed ({status}) on {url}; stderr:\n{log}\nstdout:\n{dom}"
-    );
-    dom
-}
 
 /// relevo with an admin listener on an ephemeral port; stops when dropped.
 struct Relevo {
@@ -288,13 +193,13 @@ async fn status_page_updates_itself_and_shows_every_backend() {
     assert_eq!(b1.requests() + b2.requests(), 20);
     wait_counted(relevo.admin, 20).await;
     let url = format!("http://{}/status", relevo.admin);
-    let dom = tokio::task::block_in_place(|| dump_dom(&chromium, &url, 5000));
+    let dom = tokio::task::block_in_place(|| dump_dom(&chromium, &url, 5000, &[]));
     assert_live_page(&dom, &[&b1, &b2], 20);
 
     // More traffic, a fresh load: the numbers follow.
     traffic(relevo.proxy, 10).await;
     wait_counted(relevo.admin, 30).await;
-    let dom = tokio::task::block_in_place(|| dump_dom(&chromium, &url, 5000));
+    let dom = tokio::task::block_in_place(|| dump_dom(&chromium, &url, 5000, &[]));
     assert_live_page(&dom, &[&b1, &b2], 30);
 }
 
@@ -310,7 +215,7 @@ async fn status_page_sends_its_token_on_each_poll() {
     // Opened as /status?token=...: status.json is fetched without that query, so only
     // the Authorization header the page adds lets its polls through.
     let url = format!("http://{}/status?token=s3cret-token", relevo.admin);
-    let dom = tokio::task::block_in_place(|| dump_dom(&chromium, &url, 5000));
+    let dom = tokio::task::block_in_place(|| dump_dom(&chromium, &url, 5000, &[]));
     assert!(
         updates(&dom) >= 2,
         "polls did not get through with the token:\n{dom}"

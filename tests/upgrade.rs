@@ -432,3 +432,39 @@ async fn the_admin_listener_is_handed_over_too() {
     assert_eq!(r.status, 200, "the successor answers on the admin address");
     assert_eq!(get(next.addr, "app.test", "/", "").await.status, 200);
 }
+
+// The TLS listener is not handed over: the successor binds the same port beside the old
+// process (SO_REUSEPORT), which would otherwise keep it and make the successor fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_successor_binds_the_tls_port_beside_the_old_process() {
+    let b = backend("b1").await;
+    let (_dir, config, socket) = setup(b.addr);
+    let pki = common::tls::Pki::new();
+    let (cert, key) = pki.issue("app", &["app.test"]);
+    // A port free now, written into the file as a real deployment would.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[hosts]",
+        &format!(
+            "[tls]\nlisten = \"127.0.0.1:{port}\"\ncerts = [{{ cert = {cert:?}, key = {key:?} }}]\n[hosts]"
+        ),
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut old = start(&config, &[Path::new("--upgrade-socket"), &socket]).await;
+    old.wait_log("a new binary can take over from").await;
+    let tls_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let next = start(&config, &[Path::new("--upgrade-from"), &socket]).await;
+    next.wait_log("TLS (HTTP/2, HTTP/1.1) on").await;
+    assert_eq!(old.exit().await.code(), Some(0));
+    let mut send = common::tls::h2_to(tls_addr, &pki, "app.test").await;
+    assert_eq!(
+        common::tls::h2_get(&mut send, "https://app.test/")
+            .await
+            .body,
+        "b1"
+    );
+}

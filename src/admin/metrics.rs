@@ -16,7 +16,7 @@ use prometheus_client::registry::{Registry, Unit};
 use super::View;
 use crate::clock::now_ms;
 use crate::routing::{traffic, Availability, Candidate};
-use crate::stats::HistogramSnapshot;
+use crate::stats::{HistogramSnapshot, Protocol};
 
 /// Label pairs of one series.
 type Labels = Vec<(&'static str, String)>;
@@ -204,6 +204,17 @@ impl Scrape {
             vec![],
             stats.clients_refused.load(Ordering::Relaxed),
         );
+        for p in Protocol::all() {
+            s.counter(
+                "relevo_requests_by_protocol",
+                "Client requests by protocol (http/1.1, h2) and TLS version (none in the clear)",
+                vec![
+                    ("protocol", p.name().into()),
+                    ("tls", p.tls.unwrap_or("none").into()),
+                ],
+                stats.requests_by_protocol[p.index()].load(Ordering::Relaxed),
+            );
+        }
         for (result, n) in [
             ("ok", stats.reloads_ok.load(Ordering::Relaxed)),
             ("error", stats.reloads_failed.load(Ordering::Relaxed)),

@@ -10,7 +10,7 @@ use super::history::{self, Point, Rates};
 use super::View;
 use crate::clock::now_ms;
 use crate::routing::{traffic, Availability, Candidate};
-use crate::stats::unix_secs;
+use crate::stats::{unix_secs, Protocol};
 
 /// The window of the rates and percentiles shown beside each host and backend.
 const WINDOW: Duration = Duration::from_secs(10);
@@ -24,7 +24,16 @@ struct Status {
     now: u64,
     ready: bool,
     clients: Clients,
+    /// Requests by what they came in on, the ones seen only.
+    protocols: Vec<ProtocolCount>,
     hosts: Vec<Host>,
+}
+
+#[derive(Serialize)]
+struct ProtocolCount {
+    protocol: &'static str,
+    tls: Option<&'static str>,
+    requests: u64,
 }
 
 #[derive(Serialize)]
@@ -191,6 +200,14 @@ pub fn render(view: &View) -> String {
             total: stats.clients_total.load(Ordering::Relaxed),
             refused: stats.clients_refused.load(Ordering::Relaxed),
         },
+        protocols: Protocol::all()
+            .map(|p| ProtocolCount {
+                protocol: p.name(),
+                tls: p.tls,
+                requests: stats.requests_by_protocol[p.index()].load(Ordering::Relaxed),
+            })
+            .filter(|p| p.requests > 0)
+            .collect(),
         hosts,
     };
     serde_json::to_string_pretty(&status).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))

@@ -78,6 +78,9 @@ pub async fn serve(config: Config, path: Option<PathBuf>, upgrade: upgrade::Opti
     };
     let addr = server.local_addr().unwrap_or(config.listen);
     info!("listening on {addr}");
+    if let Some(tls) = server.tls_addr() {
+        info!("TLS (HTTP/2, HTTP/1.1) on {tls}");
+    }
     for h in &config.hosts {
         let list: Vec<String> = h
             .backends

@@ -31,6 +31,13 @@ impl Config {
         };
         let raw: raw::RawConfig =
             toml::from_str(text).map_err(|e| at(e.span(), error::one_line(e.message())))?;
-        validate::config(raw, text).map_err(|(span, msg)| at(Some(span), msg))
+        let base = path.parent().unwrap_or(Path::new("."));
+        let (mut config, warnings) =
+            validate::config(raw, text, base).map_err(|(span, msg)| at(Some(span), msg))?;
+        config.warnings = warnings
+            .into_iter()
+            .map(|(span, msg)| at(Some(span), msg).to_string())
+            .collect();
+        Ok(config)
     }
 }

@@ -8,6 +8,7 @@
 mod error;
 mod load;
 mod raw;
+pub mod tls;
 pub mod types;
 mod validate;
 pub mod values;

@@ -32,6 +32,7 @@ pub(super) struct RawConfig {
     pub(super) admin: Option<Spanned<RawAdmin>>,
     #[serde(default)]
     pub(super) dns: RawDns,
+    pub(super) tls: Option<Spanned<super::tls::RawTls>>,
     // Neither keys nor values are `Spanned`: toml cannot span `[hosts."name"]` tables.
     // Errors about an entry point at where its key is written (see `key_span`).
     #[serde(default)]
@@ -65,6 +66,13 @@ pub(super) struct RawLimits {
     pub(super) max_requests_per_connection: Option<Spanned<u64>>,
     pub(super) backend_max_conns: Option<Spanned<usize>>,
     pub(super) backend_queue: Option<usize>,
+    pub(super) h2_max_concurrent_streams: Option<Spanned<usize>>,
+    pub(super) h2_max_pending_accept_reset_streams: Option<Spanned<usize>>,
+    pub(super) h2_max_local_error_reset_streams: Option<Spanned<usize>>,
+    pub(super) h2_max_client_resets: Option<Spanned<usize>>,
+    pub(super) h2_stream_window_bytes: Option<Spanned<usize>>,
+    pub(super) h2_connection_window_bytes: Option<Spanned<usize>>,
+    pub(super) h2_max_send_buf_bytes: Option<Spanned<usize>>,
 }
 
 #[derive(Deserialize, Default)]

@@ -321,3 +321,35 @@ fn bad_names_and_dns_settings_are_located() {
         ),
     ]);
 }
+
+#[test]
+fn h2_limits_and_tls_keys_are_validated() {
+    let c = parse(
+        "[limits]\nh2_max_concurrent_streams = 32\nh2_stream_window_bytes = 65535\n[hosts]\n\"a\" = [\"127.0.0.1\"]\n",
+    )
+    .unwrap();
+    assert_eq!(c.limits.h2_max_concurrent_streams, 32);
+    assert_eq!(c.limits.h2_stream_window_bytes, 65_535);
+    assert_eq!(c.limits.h2_max_client_resets, 200);
+    assert!(c.tls.is_none());
+    let hosts = "[hosts]\n\"a\" = [\"127.0.0.1\"]\n";
+    assert_errors(&[
+        (
+            &format!("[limits]\nh2_stream_window_bytes = 100\n{hosts}"),
+            "t.toml:2:26: limits.h2_stream_window_bytes must be at least 65535",
+        ),
+        (
+            &format!("[limits]\nh2_connection_window_bytes = 4294967295\n{hosts}"),
+            "t.toml:2:30: limits.h2_connection_window_bytes must be at most 2147483647",
+        ),
+        (
+            &format!("[tls]\nmin_version = \"1.1\"\n{hosts}"),
+            "t.toml:2:15: unknown tls.min_version `1.1`",
+        ),
+        (
+            &format!("[tls]\nlisten = \"nowhere\"\n{hosts}"),
+            "t.toml:2:10: bad tls.listen `nowhere`",
+        ),
+        (&format!("[tls]\n{hosts}"), "t.toml:1:1: tls.certs is empty"),
+    ]);
+}

@@ -34,6 +34,12 @@ pub struct Config {
     pub hosts: Vec<HostEntryConfig>,
     /// The admin listener (metrics, status page), off unless configured.
     pub admin: Option<Admin>,
+    /// The TLS listener (HTTPS, HTTP/2), off unless `[tls]` is written. Shared so that
+    /// the listener sees a reload as a new pointer and rebuilds its rustls config once.
+    pub tls: Option<std::sync::Arc<super::tls::Tls>>,
+    /// Located warnings (`file:line:column: warning: ...`) that do not stop the file
+    /// from loading; `relevo check` prints them.
+    pub warnings: Vec<String>,
     /// How backends written as names are resolved (`[dns]`).
     pub dns: Dns,
 }
@@ -139,6 +145,28 @@ pub struct Limits {
     pub max_connections: usize,
     /// Most idle pooled connections kept per backend.
     pub max_idle_per_backend: usize,
+    /// HTTP/2: most streams a client may have open at once on one connection
+    /// (SETTINGS_MAX_CONCURRENT_STREAMS), which bounds its requests in flight.
+    pub h2_max_concurrent_streams: u32,
+    /// HTTP/2: streams a client may open and reset before relevo accepts them; past
+    /// it the connection gets GOAWAY (the rapid reset attack, CVE-2023-44487).
+    pub h2_max_pending_accept_reset_streams: usize,
+    /// HTTP/2: streams relevo may reset for a client's protocol errors before it closes
+    /// the connection (a client making relevo do the resetting, CVE-2023-44487 too).
+    pub h2_max_local_error_reset_streams: usize,
+    /// HTTP/2: requests a client may cancel (RST_STREAM before the response) within
+    /// 10 s before its connection gets GOAWAY: relevo's answer to a rapid reset flood
+    /// that resets each stream just after it is accepted (CVE-2023-44487).
+    pub h2_max_client_resets: usize,
+    /// HTTP/2: the receive window of one stream: how much of a request body may be
+    /// buffered before the client must wait for relevo to pass it on.
+    pub h2_stream_window_bytes: u32,
+    /// HTTP/2: the receive window of a whole connection, bounding its buffered
+    /// request bodies together.
+    pub h2_connection_window_bytes: u32,
+    /// HTTP/2: response bytes buffered per stream before the backend is read no
+    /// further (what a client that does not read can pin).
+    pub h2_max_send_buf_bytes: usize,
     /// Longest request target in bytes; longer gets 414.
     pub max_uri_bytes: usize,
     /// Largest read buffer of an upstream connection: the largest response head a
@@ -478,6 +506,8 @@ impl Config {
             connect_allow: Vec::new(),
             hosts,
             admin: None,
+            tls: None,
+            warnings: Vec::new(),
             dns: Dns::default(),
         }
     }
@@ -508,6 +538,16 @@ impl Default for Limits {
             max_body_bytes: None,
             max_connections: 10_000,
             max_idle_per_backend: 1024,
+            // nginx's `http2_max_concurrent_streams` and RFC 9113 §6.5.2's advice (100).
+            h2_max_concurrent_streams: 100,
+            // hyper's own default, which is what the CVE-2023-44487 fix picked.
+            h2_max_pending_accept_reset_streams: 20,
+            h2_max_local_error_reset_streams: 1024,
+            // A browser cancels a few requests per navigation; hundreds in 10 s is a flood.
+            h2_max_client_resets: 200,
+            h2_stream_window_bytes: 256 * 1024,
+            h2_connection_window_bytes: 1024 * 1024,
+            h2_max_send_buf_bytes: 256 * 1024,
             max_uri_bytes: 8192,
             // A 64 KiB body plus its head in one read: measured 30% less CPU per request
             // than 64 KiB on 64 KiB responses (BENCHMARKS.md).

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::ops::Range;
+use std::path::Path;
 use std::time::Duration;
 
 use toml::Spanned;
@@ -13,6 +14,7 @@ use super::raw::{
     DurationValue, RawAccessLog, RawAdmin, RawBackend, RawConfig, RawConnect, RawDns, RawHealth,
     RawHost, RawLimits, RawPassive, RawRetries, RawTimeouts,
 };
+use super::tls;
 use super::types::{
     AccessLogFormat, AccessLogTarget, Admin, BackendConfig, Balance, Config, ConnectRule, Dns,
     DnsName, HashKey, HealthCheck, HostEntryConfig, Limits, NamedBackend, Passive, Retries,
@@ -24,7 +26,13 @@ use super::values::{
 };
 
 /// Validates the whole file; `text` locates host keys, which toml cannot span.
-pub(super) fn config(raw: RawConfig, text: &str) -> Result<Config, Invalid> {
+/// Problems that do not stop the file from loading (host entries no certificate covers)
+/// come back beside the configuration; relative paths are read from `base`.
+pub(super) fn config(
+    raw: RawConfig,
+    text: &str,
+    base: &Path,
+) -> Result<(Config, Vec<Invalid>), Invalid> {
     let defaults = Config::with_hosts(SocketAddr::from(([127, 0, 0, 1], 8080)), Vec::new());
     let listen = match &raw.listen {
         None => defaults.listen,
@@ -43,7 +51,26 @@ pub(super) fn config(raw: RawConfig, text: &str) -> Result<Config, Invalid> {
             return Err((t.span(), "threads must be at least 1".into()));
         }
     }
-    Ok(Config {
+    let hosts = hosts(raw.hosts, text)?;
+    let tls = raw
+        .tls
+        .as_ref()
+        .map(|t| tls::validate(t, base))
+        .transpose()?;
+    let warnings = tls.as_ref().map_or_else(Vec::new, |t| {
+        hosts
+            .iter()
+            .filter(|h| !t.covers(&h.name))
+            .map(|h| {
+                let key = h.key();
+                (
+                    key_span(text, &key),
+                    format!("warning: no tls certificate covers host `{key}`"),
+                )
+            })
+            .collect()
+    });
+    let config = Config {
         listen,
         threads: raw.threads.map(|t| t.into_inner()),
         access_log: access_log_target(raw.access_log.as_ref())?,
@@ -54,10 +81,13 @@ pub(super) fn config(raw: RawConfig, text: &str) -> Result<Config, Invalid> {
         passive: passive(&raw.passive)?,
         retries: retries(&raw.retries)?,
         connect_allow: connect(&raw.connect)?,
-        hosts: hosts(raw.hosts, text)?,
+        hosts,
         admin: raw.admin.as_ref().map(admin).transpose()?,
         dns: dns(&raw.dns)?,
-    })
+        tls: tls.map(std::sync::Arc::new),
+        warnings: Vec::new(),
+    };
+    Ok((config, warnings))
 }
 
 /// `[dns]`: name servers and how long answers are kept.
@@ -217,6 +247,48 @@ fn limits(l: &RawLimits) -> Result<Limits, Invalid> {
             "limits.backend_max_conns",
         )?,
         backend_queue: l.backend_queue.unwrap_or(d.backend_queue),
+        h2_max_concurrent_streams: h2(
+            &l.h2_max_concurrent_streams,
+            d.h2_max_concurrent_streams as usize,
+            1,
+            "h2_max_concurrent_streams",
+        )? as u32,
+        h2_max_pending_accept_reset_streams: h2(
+            &l.h2_max_pending_accept_reset_streams,
+            d.h2_max_pending_accept_reset_streams,
+            1,
+            "h2_max_pending_accept_reset_streams",
+        )?,
+        h2_max_local_error_reset_streams: h2(
+            &l.h2_max_local_error_reset_streams,
+            d.h2_max_local_error_reset_streams,
+            1,
+            "h2_max_local_error_reset_streams",
+        )?,
+        h2_max_client_resets: h2(
+            &l.h2_max_client_resets,
+            d.h2_max_client_resets,
+            1,
+            "h2_max_client_resets",
+        )?,
+        h2_stream_window_bytes: h2(
+            &l.h2_stream_window_bytes,
+            d.h2_stream_window_bytes as usize,
+            65_535,
+            "h2_stream_window_bytes",
+        )? as u32,
+        h2_connection_window_bytes: h2(
+            &l.h2_connection_window_bytes,
+            d.h2_connection_window_bytes as usize,
+            65_535,
+            "h2_connection_window_bytes",
+        )? as u32,
+        h2_max_send_buf_bytes: h2(
+            &l.h2_max_send_buf_bytes,
+            d.h2_max_send_buf_bytes,
+            16_384,
+            "h2_max_send_buf_bytes",
+        )?,
     })
 }
 
@@ -601,5 +673,23 @@ fn at_least(
         None => Ok(default),
         Some(s) if *s.get_ref() < min => Err((s.span(), format!("{name} must be at least {min}"))),
         Some(s) => Ok(*s.get_ref()),
+    }
+}
+
+/// An HTTP/2 limit: at least `min`, and within what the protocol's 31-bit window and
+/// stream counts can carry (RFC 9113 §6.9.1).
+fn h2(
+    v: &Option<Spanned<usize>>,
+    default: usize,
+    min: usize,
+    name: &str,
+) -> Result<usize, Invalid> {
+    let n = at_least(v, default, min, &format!("limits.{name}"))?;
+    match v {
+        Some(s) if n > (1 << 31) - 1 => Err((
+            s.span(),
+            format!("limits.{name} must be at most 2147483647"),
+        )),
+        _ => Ok(n),
     }
 }

@@ -55,23 +55,43 @@ pub enum Drain {
     AnswerNext,
 }
 
-/// Serves one accepted TCP connection with `service` until it closes; `stop` turning
-/// to `Some(CloseIdle)` lets the request in flight finish, then closes. Under
-/// `Some(AnswerNext)` the connection ends as usual, after the service's last answer.
-pub async fn serve<F, Fut, B>(
-    accepted: Accepted,
+/// A client connection's stream cut into the halves this layer works with: the read
+/// half travels with request bodies, the write half stays with the connection.
+pub trait Halves: Send + 'static {
+    /// The write half.
+    type Write: AsyncWrite + Send + Unpin + 'static;
+    /// Splits the stream.
+    fn halves(self) -> (ReadHalf, Self::Write);
+}
+
+impl Halves for tokio::net::TcpStream {
+    type Write = tokio::net::tcp::OwnedWriteHalf;
+    fn halves(self) -> (ReadHalf, Self::Write) {
+        // Halves of a TCP socket need no lock between them.
+        let (read, write) = self.into_split();
+        (Box::new(read), write)
+    }
+}
+
+/// Serves one accepted connection (TCP, or TLS on TCP) with `service` until it
+/// closes; `stop` turning to `Some(CloseIdle)` lets the request in flight finish, then
+/// closes. Under `Some(AnswerNext)` the connection ends as usual, after the service's
+/// last answer.
+pub async fn serve<S, F, Fut, B>(
+    accepted: Accepted<S>,
     settings: Settings,
     service: F,
     stop: watch::Receiver<Option<Drain>>,
 ) where
+    S: Halves,
     F: FnMut(Request<Inbound>) -> Fut,
     Fut: Future<Output = Response<B>> + Send + 'static,
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: std::fmt::Display,
 {
     let Accepted { stream, peer, slot } = accepted;
-    let (read, write) = stream.into_split();
-    let ending = serve_io(Box::new(read), write, peer, settings, service, stop).await;
+    let (read, write) = stream.halves();
+    let ending = serve_io(read, write, peer, settings, service, stop).await;
     // The connection no longer counts against the cap while it lingers.
     drop(slot);
     if let Some((reader, writer)) = ending {

@@ -37,9 +37,9 @@ pub struct Listener {
 
 /// An accepted client connection, holding its slot until it is dropped.
 #[derive(Debug)]
-pub struct Accepted {
-    /// The client's socket.
-    pub stream: TcpStream,
+pub struct Accepted<S = TcpStream> {
+    /// The client's socket (or the TLS session on it).
+    pub stream: S,
     /// The client's address (logs, `X-Forwarded-For`, client-ip hashing).
     pub peer: SocketAddr,
     /// Returned to the listener when the connection ends.
@@ -62,11 +62,14 @@ impl Drop for Slot {
 }
 
 impl Listener {
-    /// Binds `addr` with room for `max_connections` open connections.
+    /// Binds `addr` with room for `max_connections` open connections; `reuse_port`
+    /// (SO_REUSEPORT) for the TLS listener, which a binary upgrade does not hand over,
+    /// so that the new relevo can bind it beside the old one while that one drains.
     pub fn bind(
         addr: SocketAddr,
         max_connections: usize,
         stats: Arc<ServerStats>,
+        reuse_port: bool,
     ) -> io::Result<Listener> {
         let socket = if addr.is_ipv4() {
             TcpSocket::new_v4()?
@@ -75,6 +78,7 @@ impl Listener {
         };
         // A restarted proxy must get its port back while old connections sit in TIME_WAIT.
         socket.set_reuseaddr(true)?;
+        socket.set_reuseport(reuse_port)?;
         socket.bind(addr)?;
         Ok(Listener::with_slots(
             socket.listen(BACKLOG)?,

@@ -6,10 +6,13 @@
 pub mod chunked;
 pub mod client_stream;
 pub mod connection;
+pub mod h2;
 pub mod head;
 pub mod listener;
 pub mod reader;
 pub mod request_body;
 pub mod response;
+pub mod service;
+pub mod tls;
 pub mod upgrade;
 pub mod writer;

@@ -32,7 +32,10 @@ pub fn target<B>(req: &Request<B>) -> Result<Target, ProxyError> {
     }
     let uri = req.uri();
     let authority = if let Some(scheme) = uri.scheme_str() {
-        if !scheme.eq_ignore_ascii_case("http") {
+        // An HTTP/2 request always carries its scheme (RFC 9113 §8.3.1), `https` on
+        // the TLS listener, with `:authority` as the authority.
+        let h2_https = req.version() == Version::HTTP_2 && scheme.eq_ignore_ascii_case("https");
+        if !scheme.eq_ignore_ascii_case("http") && !h2_https {
             return Err(ProxyError::UnsupportedScheme(scheme.to_owned()));
         }
         uri.authority().cloned().ok_or(ProxyError::MissingHost)?
@@ -144,6 +147,23 @@ mod tests {
         let t = target(&req("http://App.Test:8080/x", &["other"])).unwrap();
         assert_eq!((t.host.as_str(), t.port), ("app.test", Some(8080)));
         assert_eq!(t.authority.as_str(), "App.Test:8080");
+    }
+
+    #[test]
+    fn h2_authority_is_the_host() {
+        // RFC 9113 §8.3.1: `:authority` (here the URI's) stands for Host.
+        let mut r = req("https://App.Test/x", &[]);
+        *r.version_mut() = Version::HTTP_2;
+        let t = target(&r).unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.authority.as_str()),
+            ("app.test", "App.Test")
+        );
+        // Over HTTP/1.1, an https:// target is still not relevo's to forward.
+        assert!(matches!(
+            target(&req("https://a.test/", &[])),
+            Err(ProxyError::UnsupportedScheme(_))
+        ));
     }
 
     #[test]

@@ -144,10 +144,10 @@ pub fn response<B>(resp: Response<B>) -> Response<B> {
 
 /// `Via` entry: the protocol received on that hop and this proxy's pseudonym (RFC 9110 §7.6.3).
 pub(super) fn via(version: Version) -> &'static str {
-    if version == Version::HTTP_10 {
-        "1.0 relevo"
-    } else {
-        "1.1 relevo"
+    match version {
+        Version::HTTP_10 => "1.0 relevo",
+        Version::HTTP_2 => "2 relevo",
+        _ => "1.1 relevo",
     }
 }
 

@@ -32,7 +32,7 @@ fn text(s: &Session, complete: bool) -> String {
         .format(&Rfc3339)
         .unwrap_or_default();
     format!(
-        "{now} access client={} host={:?} method={} target={} backend={} status={} bytes={} ms={:.3} attempts={} complete={complete}",
+        "{now} access client={} host={:?} method={} target={} backend={} status={} bytes={} ms={:.3} attempts={} complete={complete} proto={} tls={}",
         s.client,
         s.host(),
         s.method,
@@ -42,6 +42,8 @@ fn text(s: &Session, complete: bool) -> String {
         s.bytes_out,
         s.started.elapsed().as_secs_f64() * 1000.0,
         s.attempts,
+        s.protocol.name(),
+        s.protocol.tls.unwrap_or("-"),
     )
 }
 
@@ -60,6 +62,8 @@ struct JsonLine<'a> {
     upstream_ms: Option<f64>,
     attempts: u32,
     complete: bool,
+    proto: &'static str,
+    tls: Option<&'static str>,
 }
 
 /// Every field of the text line, plus the timings and the attempt count.
@@ -80,6 +84,8 @@ fn json(s: &Session, complete: bool) -> String {
         upstream_ms: s.upstream_time.map(millis),
         attempts: s.attempts,
         complete,
+        proto: s.protocol.name(),
+        tls: s.protocol.tls,
     };
     serde_json::to_string(&line).unwrap_or_default()
 }

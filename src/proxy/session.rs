@@ -9,6 +9,8 @@ use http::{Method, Request, StatusCode};
 
 use super::state::{Entry, State};
 use crate::config::AccessLogFormat;
+use crate::downstream::h2::{Active, Streams};
+use crate::stats::Protocol;
 
 /// What is known about one request; finished when the response body is done.
 #[derive(Debug)]
@@ -49,6 +51,10 @@ pub struct Session {
     pub user_agent: Option<String>,
     /// Whether the access log is on (`access_log`).
     pub log: bool,
+    /// What the request came in on (HTTP/1.1 or h2, TLS version), for the log.
+    pub protocol: Protocol,
+    /// Keeps an HTTP/2 connection from its idle timeout until the response has ended.
+    pub active: Option<Active>,
 }
 
 impl Session {
@@ -84,6 +90,14 @@ impl Session {
             referer: field(http::header::REFERER),
             user_agent: field(http::header::USER_AGENT),
             log,
+            // The connection's service marks every request; one made elsewhere (the
+            // dry run, tests) is plain HTTP/1.
+            protocol: req
+                .extensions()
+                .get::<Protocol>()
+                .copied()
+                .unwrap_or(Protocol::CLEAR),
+            active: req.extensions().get::<Arc<Streams>>().map(Streams::active),
         }
     }
 

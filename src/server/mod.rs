@@ -6,7 +6,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -17,10 +17,12 @@ use crate::config::Config;
 use crate::discovery::Discovery;
 use crate::downstream::connection::{self, Drain, Settings};
 use crate::downstream::listener::Listener;
-use crate::proxy::{self, State};
+use crate::proxy::State;
 use crate::stats::ServerStats;
 
 mod reload;
+mod service;
+mod tls_listener;
 pub mod upgrade;
 
 pub use reload::{reload, reload_counted};
@@ -46,6 +48,18 @@ pub struct Server {
     admin: Option<admin::AdminServer>,
     /// The names of the configuration, resolved when `run` starts and watched.
     discovery: Arc<Discovery>,
+    /// The TLS listener, when `[tls]` is configured.
+    tls: Option<Listener>,
+}
+
+/// What a client connection is held to, from the configuration live when it came.
+fn settings(config: &Config) -> Settings {
+    Settings {
+        header_timeout: config.timeouts.client_header,
+        send_timeout: config.timeouts.client_send,
+        max_header_bytes: config.limits.max_header_bytes,
+        max_headers: config.limits.max_headers,
+    }
 }
 
 impl Server {
@@ -62,9 +76,17 @@ impl Server {
         let max = config.limits.max_connections;
         let listener = match inherited.proxy {
             Some(socket) => Listener::from_std(socket, max, stats.clone())?,
-            None => Listener::bind(config.listen, max, stats.clone())?,
+            None => Listener::bind(config.listen, max, stats.clone(), false)?,
         };
         let admin_config = config.admin.clone();
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|t| {
+                Listener::bind(t.listen, max, stats.clone(), true)
+                    .map_err(|e| io::Error::new(e.kind(), format!("tls.listen {}: {e}", t.listen)))
+            })
+            .transpose()?;
         let wants_log = config.access_log != crate::config::AccessLogTarget::Off;
         let base = config.clone();
         let state = State::build(config, None);
@@ -90,6 +112,7 @@ impl Server {
             stats,
             admin,
             discovery,
+            tls,
         })
     }
 
@@ -106,6 +129,11 @@ impl Server {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The TLS listener's address, when `[tls]` is configured (useful with port 0).
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().and_then(|t| t.local_addr().ok())
     }
 
     /// The listening socket, to hand over to a new binary (`upgrade::Offer`).
@@ -146,42 +174,46 @@ impl Server {
         self.discovery.start().await;
         // Tells connection tasks how to finish.
         let (stopping, stop) = watch::channel(None);
+        let https_port = self.tls_addr().map(|a| a.port());
         if let Some(admin) = self.admin {
             // It keeps answering while connections drain: `/ready` says so.
             tokio::spawn(admin.serve());
         }
+        let tls_task = self.tls.map(|listener| {
+            tokio::spawn(tls_listener::run(
+                listener,
+                self.state.clone(),
+                self.stats.clone(),
+                stop.clone(),
+            ))
+        });
         tokio::pin!(shutdown);
         let drain = loop {
             let accepted = tokio::select! {
                 accepted = self.listener.accept() => accepted,
                 drain = &mut shutdown => break drain,
             };
-            let state = self.state.clone();
-            let config = state.load().config.clone();
-            let settings = Settings {
-                header_timeout: config.timeouts.client_header,
-                send_timeout: config.timeouts.client_send,
-                max_header_bytes: config.limits.max_header_bytes,
-                max_headers: config.limits.max_headers,
-            };
-            // Counts requests on this connection, for `max_requests_per_connection`.
-            let served = AtomicU64::new(0);
-            let max_requests = config.limits.max_requests_per_connection;
-            let peer = accepted.peer;
-            // Seen changed once the stop is sent (an atomic load, no lock): from then
-            // on every answer closes its connection (`Drain`).
-            let stopped = stop.clone();
-            let service = move |req| {
-                let n = served.fetch_add(1, Ordering::Relaxed) + 1;
-                let last = max_requests.is_some_and(|max| n >= max)
-                    || stopped.has_changed().unwrap_or(true);
-                proxy::answer(state.load_full(), peer, req, last)
-            };
+            let settings = settings(&self.state.load().config);
+            let answerer = service::Answerer::new(service::Conn {
+                state: self.state.clone(),
+                stats: self.stats.clone(),
+                peer: accepted.peer,
+                stop: stop.clone(),
+                tls: None,
+                streams: None,
+                https_port,
+            });
+            let service = move |req| answerer.answer(req);
             tokio::spawn(connection::serve(accepted, settings, service, stop.clone()));
         };
         let timeout = self.state.load().config.timeouts.shutdown;
         self.stats.draining.store(true, Ordering::Relaxed);
         let _ = stopping.send(Some(drain));
-        self.listener.drain(timeout).await;
+        match tls_task {
+            Some(task) => {
+                let _ = tokio::join!(self.listener.drain(timeout), task);
+            }
+            None => self.listener.drain(timeout).await,
+        }
     }
 }

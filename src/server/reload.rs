@@ -23,6 +23,10 @@ pub fn reload(state: &ArcSwap<State>, config: Config) {
             current.config.listen, config.listen, current.config.listen
         );
     }
+    let listening = |c: &Config| c.tls.as_ref().map(|t| t.listen);
+    if listening(&config) != listening(&current.config) {
+        warn!("a change of the [tls] listener needs a restart; its certificates reload");
+    }
     let next = State::build(config, Some(&current));
     next.start_health_checks();
     state.store(Arc::new(next));

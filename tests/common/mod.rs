@@ -20,7 +20,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 
+pub mod chromium;
 pub mod process;
+pub mod tls;
 
 /// Upper bound for anything a test waits on.
 pub const WAIT: Duration = Duration::from_secs(10);
