@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
     }
     last_chunk(None, &mut framed);
     let mut decoder = Decoder::new(8 * 1024);
-    let mut buf = BytesMut::new();
+    let mut buf = BytesMut::with_capacity(framed.len());
     let mut out = Vec::new();
     let mut fed = 0;
     let feed = (cut % 7) + 1;
