@@ -56,21 +56,9 @@ impl<S: Io> Drop for ClientStream<S> {
     }
 }
 
-pub(super) async fn linger<S: Io>(mut stream: S) {
-    let _ = tokio::time::timeout(LINGER_TIME, async {
-        stream.shutdown().await?;
-        // On the heap: an array here would be part of the future holding it.
-        let mut sink = vec![0u8; 4096];
-        let mut total = 0;
-        while total < LINGER_BYTES {
-            match stream.read(&mut sink).await? {
-                0 => break,
-                n => total += n,
-            }
-        }
-        io::Result::Ok(())
-    })
-    .await;
+pub(super) async fn linger<S: Io>(stream: S) {
+    let (read, write) = tokio::io::split(stream);
+    linger_halves(read, write).await;
 }
 
 impl<S: Io> ClientStream<S> {

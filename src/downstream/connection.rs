@@ -55,6 +55,30 @@ pub enum Drain {
     AnswerNext,
 }
 
+/// What answers a connection's requests: any function from a request to the future
+/// of its response (`server::service` builds one per connection).
+pub trait Answers {
+    /// The response body.
+    type Body: Body<Data = Bytes, Error: std::fmt::Display> + Send + Unpin + 'static;
+    /// The future of a response.
+    type Answer: Future<Output = Response<Self::Body>> + Send + 'static;
+    /// The answer to `req`.
+    fn answer(&mut self, req: Request<Inbound>) -> Self::Answer;
+}
+
+impl<F, Fut, B> Answers for F
+where
+    F: FnMut(Request<Inbound>) -> Fut,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: Body<Data = Bytes, Error: std::fmt::Display> + Send + Unpin + 'static,
+{
+    type Body = B;
+    type Answer = Fut;
+    fn answer(&mut self, req: Request<Inbound>) -> Fut {
+        self(req)
+    }
+}
+
 /// A client connection's stream cut into the halves this layer works with: the read
 /// half travels with request bodies, the write half stays with the connection.
 pub trait Halves: Send + 'static {
@@ -77,18 +101,12 @@ impl Halves for tokio::net::TcpStream {
 /// closes; `stop` turning to `Some(CloseIdle)` lets the request in flight finish, then
 /// closes. Under `Some(AnswerNext)` the connection ends as usual, after the service's
 /// last answer.
-pub async fn serve<S, F, Fut, B>(
-    accepted: Accepted<S>,
+pub async fn serve<H: Halves, S: Answers>(
+    accepted: Accepted<H>,
     settings: Settings,
-    service: F,
+    service: S,
     stop: watch::Receiver<Option<Drain>>,
-) where
-    S: Halves,
-    F: FnMut(Request<Inbound>) -> Fut,
-    Fut: Future<Output = Response<B>> + Send + 'static,
-    B: Body<Data = Bytes> + Send + Unpin + 'static,
-    B::Error: std::fmt::Display,
-{
+) {
     let Accepted { stream, peer, slot } = accepted;
     let (read, write) = stream.halves();
     let ending = serve_io(read, write, peer, settings, service, stop).await;
@@ -101,20 +119,16 @@ pub async fn serve<S, F, Fut, B>(
 
 /// Serves requests from `read`/`write` (a TCP or TLS stream's halves); returns the
 /// halves when the connection should close gracefully (`None`: just drop them).
-pub async fn serve_io<W, F, Fut, B>(
+pub async fn serve_io<W, S: Answers>(
     read: ReadHalf,
     write: W,
     peer: SocketAddr,
     settings: Settings,
-    mut service: F,
+    mut service: S,
     mut stop: watch::Receiver<Option<Drain>>,
 ) -> Option<(Reader, Writer<W>)>
 where
     W: AsyncWrite + Send + Unpin,
-    F: FnMut(Request<Inbound>) -> Fut,
-    Fut: Future<Output = Response<B>> + Send + 'static,
-    B: Body<Data = Bytes> + Send + Unpin + 'static,
-    B::Error: std::fmt::Display,
 {
     let limits = head::Limits {
         max_bytes: settings.max_header_bytes,
@@ -172,21 +186,17 @@ enum Served {
 }
 
 /// One request on the connection: the service's answer, then the response written.
-async fn exchange<W, F, Fut, B>(
+async fn exchange<W, S: Answers>(
     head: Head,
     reader: Reader,
     writer: &mut Writer<W>,
     peer: SocketAddr,
     settings: Settings,
-    service: &mut F,
+    service: &mut S,
     stop: &watch::Receiver<Option<Drain>>,
 ) -> Served
 where
     W: AsyncWrite + Send + Unpin,
-    F: FnMut(Request<Inbound>) -> Fut,
-    Fut: Future<Output = Response<B>> + Send + 'static,
-    B: Body<Data = Bytes> + Send + Unpin + 'static,
-    B::Error: std::fmt::Display,
 {
     let exchange = Exchange::new(head, reader, settings);
     let Exchange {
@@ -202,7 +212,7 @@ where
 
     // The answer, meanwhile sending `100 Continue` when the body is first read
     // and watching an otherwise quiet client for a close (which cancels it).
-    let answer = service(request);
+    let answer = service.answer(request);
     tokio::pin!(answer);
     let mut asked_continue = asked_continue;
     let resp = loop {
