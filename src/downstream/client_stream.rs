@@ -1,6 +1,6 @@
 //! How a client connection closes, gracefully ("lingering close", RFC 9112 §9.6), and
-//! the stream hyper's HTTP/2 server runs over: bytes read ahead replayed first, a
-//! bound on blocked writes, and a lingering close when dropped. (HTTP/1.1 connections
+//! the stream hyper's HTTP/2 server runs over: a bound on blocked writes, and a
+//! lingering close when dropped. (HTTP/1.1 connections
 //! are relevo's own, `connection.rs`, and linger with `linger_halves`.)
 
 use std::future::Future;
@@ -9,7 +9,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
@@ -24,7 +23,7 @@ pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
 
-/// A client stream with bytes already read put back in front.
+/// A client stream for hyper's HTTP/2 server.
 ///
 /// When dropped, it closes gracefully ("lingering close", RFC 9112 §9.6): closing a
 /// socket with unread input makes the kernel send a reset, which can destroy the
@@ -36,8 +35,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
 /// a backend connection forever.
 #[derive(Debug)]
 pub struct ClientStream<S: Io = TcpStream> {
-    /// Bytes read ahead, handed to hyper before the socket is read again.
-    prefix: BytesMut,
     /// The socket; taken only by `drop`, which lingers on it.
     stream: Option<S>,
     /// Longest a write may stay blocked.
@@ -62,10 +59,9 @@ pub(super) async fn linger<S: Io>(stream: S) {
 }
 
 impl<S: Io> ClientStream<S> {
-    /// The stream with `prefix` (bytes already read) to be read again first.
-    pub(super) fn new(prefix: BytesMut, stream: S, send_timeout: Duration) -> ClientStream<S> {
+    /// The stream over `stream`, its writes bounded by `send_timeout`.
+    pub(super) fn new(stream: S, send_timeout: Duration) -> ClientStream<S> {
         ClientStream {
-            prefix,
             stream: Some(stream),
             send_timeout,
             stalled: None,
@@ -107,16 +103,6 @@ impl<S: Io> AsyncRead for ClientStream<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix[..n]);
-            self.prefix.advance(n);
-            if self.prefix.is_empty() {
-                // Give the buffer back: the connection may now idle for a long time.
-                self.prefix = BytesMut::new();
-            }
-            return Poll::Ready(Ok(()));
-        }
         self.stream().poll_read(cx, buf)
     }
 }

@@ -267,7 +267,7 @@ where
     }
 
     // The reader comes back from the body (read to its end, or not).
-    let mut back = match reader_at_home.take() {
+    let back = match reader_at_home.take() {
         Some(reader) => reader,
         None => match home.take() {
             Some(rx) => match tokio::time::timeout(settings.header_timeout, rx).await {
@@ -280,7 +280,6 @@ where
         },
     };
     if !written.keep_alive || matches!(*stop.borrow(), Some(Drain::CloseIdle)) {
-        back.release_if_empty();
         return Served::Close(back);
     }
     Served::Again(back)

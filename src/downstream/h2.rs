@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use hyper::server::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::sync::{watch, Notify};
@@ -164,7 +163,7 @@ pub async fn serve<I: Io, S: ClientService>(
     let Accepted { stream, peer, slot } = accepted;
     let _slot = slot;
     // The same blocked-write bound and lingering close as HTTP/1.
-    let io = ClientStream::new(BytesMut::new(), stream, settings.send_timeout);
+    let io = ClientStream::new(stream, settings.send_timeout);
     let header_list = u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX);
     let conn = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())

@@ -56,11 +56,11 @@ pub fn write_head<B: Body>(resp: &Response<B>, asked: Asked<'_>, dst: &mut Vec<u
     let status = resp.status();
     let headers = resp.headers();
     let connect_ok = asked.method == Method::CONNECT && status.is_success();
-    let mut keep_alive = asked.keep_alive
-        && !headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .any(|v| has_token(v.as_bytes(), b"close"));
+    let says_close = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .any(|v| has_token(v.as_bytes(), b"close"));
+    let mut keep_alive = asked.keep_alive && !says_close;
     let may_have_length = !(status.is_informational()
         || connect_ok
         || status == StatusCode::NO_CONTENT
@@ -108,7 +108,7 @@ pub fn write_head<B: Body>(resp: &Response<B>, asked: Asked<'_>, dst: &mut Vec<u
         Framing::Chunked { .. } => field(dst, b"transfer-encoding", b"chunked"),
         Framing::None | Framing::Close => {}
     }
-    connection_field(headers, asked.version, keep_alive, dst);
+    connection_field(headers, asked.version, keep_alive, says_close, dst);
     if !wrote_date {
         DATE.with(|d| field(dst, b"date", d.borrow_mut().now()));
     }
@@ -135,12 +135,15 @@ fn status_line(status: StatusCode, dst: &mut Vec<u8>) {
 
 /// `Connection`: what the response had (`upgrade`, `close`), and `close` or
 /// `keep-alive` as the connection's fate needs saying (RFC 9112 §9.3, §9.6).
-fn connection_field(headers: &HeaderMap, version: Version, keep_alive: bool, dst: &mut Vec<u8>) {
+/// `says_close`: a value already has `close`.
+fn connection_field(
+    headers: &HeaderMap,
+    version: Version,
+    keep_alive: bool,
+    says_close: bool,
+    dst: &mut Vec<u8>,
+) {
     let mut values = headers.get_all(header::CONNECTION).iter().peekable();
-    let says_close = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .any(|v| has_token(v.as_bytes(), b"close"));
     if values.peek().is_none() {
         if !keep_alive {
             field(dst, b"connection", b"close");
