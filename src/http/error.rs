@@ -95,8 +95,8 @@ pub enum ProxyError {
     Upstream {
         /// The backend.
         addr: SocketAddr,
-        /// hyper's account of it.
-        source: hyper::Error,
+        /// What went wrong on the wire.
+        source: BackendFault,
         /// True when no byte of the request reached the backend.
         unsent: bool,
     },
@@ -108,8 +108,8 @@ pub enum ProxyError {
     StaleConnection {
         /// The backend.
         addr: SocketAddr,
-        /// hyper's account of it.
-        source: hyper::Error,
+        /// What the socket said.
+        source: BackendFault,
     },
     /// relevo ran out of something of its own (file descriptors, local ports, memory)
     /// while connecting: never the backend's fault.
@@ -209,22 +209,6 @@ impl ProxyError {
         self.side() == Side::Client && !matches!(self, ProxyError::UnknownHost(_))
     }
 
-    /// An upstream failure as hyper reports it. A request body that failed on its way
-    /// out is the client's doing (413, 408, 400), not the backend's.
-    pub fn upstream(addr: SocketAddr, source: hyper::Error, unsent: bool) -> ProxyError {
-        if source.is_user() {
-            if let Some(cause) = find_cause::<ClientBodyError>(&source) {
-                return cause.into();
-            }
-            return ProxyError::ClientBody(source.to_string());
-        }
-        ProxyError::Upstream {
-            addr,
-            source,
-            unsent,
-        }
-    }
-
     /// The error page: a small, correctly framed HTML body naming the problem.
     /// `close` asks the client connection to close after it.
     pub fn to_response(&self, close: bool) -> http::Response<bytes::Bytes> {
@@ -258,18 +242,36 @@ impl From<&ClientBodyError> for ProxyError {
     }
 }
 
-/// The first error of type `T` in `err`'s chain of causes.
-fn find_cause<'a, T: std::error::Error + 'static>(
-    err: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a T> {
-    let mut cause = Some(err);
-    while let Some(c) = cause {
-        if let Some(t) = c.downcast_ref::<T>() {
-            return Some(t);
+impl ClientBodyError {
+    /// What a request body's boxed error was: relevo's own verdict when it is one,
+    /// else the reading layer's words (a malformed or cut body).
+    pub fn of(e: Box<dyn std::error::Error + Send + Sync>) -> ClientBodyError {
+        match e.downcast::<ClientBodyError>() {
+            Ok(e) => *e,
+            Err(e) => ClientBodyError::Broken(e.to_string()),
         }
-        cause = c.source();
     }
-    None
+}
+
+/// What went wrong on a backend connection, as relevo's HTTP/1.1 client saw it.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendFault {
+    /// The socket failed (reset, broken pipe, ...).
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The backend closed the connection before any byte of a response.
+    #[error("connection closed before a response")]
+    Closed,
+    /// Not a valid HTTP/1.x response head (RFC 9112 §4, §5).
+    #[error("invalid response head: {0}")]
+    BadHead(&'static str),
+    /// A response head larger than `limits.upstream_read_buffer`.
+    #[error("response head larger than {0} bytes")]
+    HeadTooLarge(usize),
+    /// The body's framing broke: a bad chunk, or the connection closed before the
+    /// declared length.
+    #[error("response body: {0}")]
+    Body(String),
 }
 
 /// Why a client's request body could not be read to its end.

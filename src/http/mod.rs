@@ -9,4 +9,4 @@ pub mod host;
 pub mod page;
 pub mod rewrite;
 
-pub use error::{ProxyError, Retry, Side};
+pub use error::{BackendFault, ProxyError, Retry, Side};

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 use tracing::debug;
 
 use super::response_body::ProxyBody;
@@ -14,7 +13,8 @@ use super::state::{Entry, State};
 use crate::downstream::request_body::UpstreamBody;
 use crate::http::{rewrite, ProxyError};
 use crate::upstream::backend::Queue;
-use crate::upstream::{recovery, Backend, PooledConn};
+use crate::upstream::exchange::{self as wire, Answer, SendError};
+use crate::upstream::{recovery, Backend, BackendBody, PooledConn};
 
 /// What a backend answered.
 pub enum Exchanged {
@@ -22,15 +22,15 @@ pub enum Exchanged {
     /// connect took when the attempt opened a connection.
     Response(Response<ProxyBody>, Option<Duration>),
     /// 101 Switching Protocols: the response for the client, and the backend's side of
-    /// the tunnel.
-    Switching(Response<ProxyBody>, hyper::upgrade::OnUpgrade),
+    /// the tunnel (holding its connection slot until the tunnel closes).
+    Switching(Response<ProxyBody>, PooledConn),
 }
 
 /// Why an attempt failed, with the request when it provably was not sent.
 pub struct Failure {
     /// What went wrong.
     pub error: ProxyError,
-    /// The request, handed back by hyper when no byte of it left.
+    /// The request, handed back when no byte of it left.
     pub unsent: Option<Request<UpstreamBody>>,
 }
 
@@ -79,25 +79,25 @@ pub async fn exchange(
         },
     };
     match send(backend, req, limits, how.fresh).await {
-        Ok((mut resp, conn, connect_time)) => {
+        Ok((answer, conn, connect_time)) => {
             backend.latency.observe(started.elapsed());
-            if passive.statuses.contains(&resp.status().as_u16()) {
+            let status = answer.head.parts.status;
+            if passive.statuses.contains(&status.as_u16()) {
                 failed(entry, backend, state);
             } else {
                 backend.health.on_success(backend.addr);
             }
-            if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let Answer { head, reusable } = answer;
+            if status == StatusCode::SWITCHING_PROTOCOLS {
                 // The connection becomes the tunnel: it never goes back to the pool,
                 // and the request is no longer in flight.
-                let upstream = hyper::upgrade::on(&mut resp);
-                drop((conn, in_flight));
-                let resp = rewrite::response(resp).map(|_| ProxyBody::empty());
-                return Ok(Exchanged::Switching(resp, upstream));
+                drop(in_flight);
+                let resp = rewrite::response(Response::from_parts(head.parts, ProxyBody::empty()));
+                return Ok(Exchanged::Switching(resp, conn));
             }
-            Ok(Exchanged::Response(
-                rewrite::response(resp).map(|body| ProxyBody::upstream(body, conn, in_flight)),
-                connect_time,
-            ))
+            let body = BackendBody::new(conn, head.body, reusable, head.len);
+            let resp = Response::from_parts(head.parts, ProxyBody::upstream(body, in_flight));
+            Ok(Exchanged::Response(rewrite::response(resp), connect_time))
         }
         Err(failure) => {
             if failure.error.blames_backend() {
@@ -143,7 +143,7 @@ async fn send(
     mut req: Request<UpstreamBody>,
     limits: Limits,
     fresh: bool,
-) -> Result<(Response<Incoming>, PooledConn, Option<Duration>), Failure> {
+) -> Result<(Answer, PooledConn, Option<Duration>), Failure> {
     let unsent = |error: ProxyError, req: Request<UpstreamBody>| Failure {
         error,
         unsent: Some(req),
@@ -162,68 +162,47 @@ async fn send(
         Ok(c) => c,
         Err(error) => return Err(unsent(error, req)),
     };
+    let addr = backend.addr;
     loop {
-        let sent = tokio::time::timeout(limits.response, conn.sender().try_send_request(req)).await;
-        match sent {
-            Err(_) => return Err(ProxyError::ResponseTimeout(backend.addr).into()),
-            Ok(Ok(resp)) => {
+        let sent = tokio::time::timeout(limits.response, wire::exchange(conn.conn(), req)).await;
+        let error = match sent {
+            Err(_) => ProxyError::ResponseTimeout(addr),
+            Ok(Ok(answer)) => {
                 let connect_time =
                     (!conn.reused).then(|| conn.opened.duration_since(connect_started));
-                return Ok((resp, conn, connect_time));
+                return Ok((answer, conn, connect_time));
             }
-            Ok(Err(mut e)) => match e.take_message() {
-                Some(again) if conn.reused => {
-                    debug!(backend = %backend.addr, "pooled connection closed, reconnecting: {}", e.error());
-                    req = again;
-                    connect_started = Instant::now();
-                    conn = match backend.connect(conn.into_slot(), limits.connect).await {
-                        Ok(c) => c,
-                        Err(error) => return Err(unsent(error, req)),
-                    };
+            Ok(Err(SendError::Unsent(source, again))) if conn.reused => {
+                debug!(backend = %addr, "pooled connection closed, reconnecting: {source}");
+                req = *again;
+                connect_started = Instant::now();
+                conn = match backend.connect(conn.into_slot(), limits.connect).await {
+                    Ok(c) => c,
+                    Err(error) => return Err(unsent(error, req)),
+                };
+                continue;
+            }
+            Ok(Err(SendError::Unsent(source, again))) => {
+                let error = ProxyError::Upstream {
+                    addr,
+                    source,
+                    unsent: true,
+                };
+                return Err(unsent(error, *again));
+            }
+            Ok(Err(SendError::BeforeResponse(source))) if conn.reused => {
+                debug!(backend = %addr, "pooled connection closed as the request went out: {source}");
+                ProxyError::StaleConnection { addr, source }
+            }
+            Ok(Err(SendError::BeforeResponse(source) | SendError::Backend(source))) => {
+                ProxyError::Upstream {
+                    addr,
+                    source,
+                    unsent: false,
                 }
-                Some(again) => {
-                    let error = ProxyError::upstream(backend.addr, e.into_error(), true);
-                    return Err(unsent(error, again));
-                }
-                None if conn.reused && closed_before_response(e.error()) => {
-                    let source = e.into_error();
-                    debug!(backend = %backend.addr, "pooled connection closed as the request went out: {source}");
-                    let error = ProxyError::StaleConnection {
-                        addr: backend.addr,
-                        source,
-                    };
-                    return Err(error.into());
-                }
-                None => {
-                    let error = ProxyError::upstream(backend.addr, e.into_error(), false);
-                    return Err(error.into());
-                }
-            },
-        }
+            }
+            Ok(Err(SendError::Client(e))) => ProxyError::from(&e),
+        };
+        return Err(error.into());
     }
-}
-
-/// The connection ended (EOF, reset, broken pipe) before any byte of a response: what
-/// a backend's idle close racing our send looks like (RFC 9112 §9.3.1).
-fn closed_before_response(e: &hyper::Error) -> bool {
-    if e.is_user() {
-        return false;
-    }
-    if e.is_incomplete_message() || e.is_canceled() {
-        return true;
-    }
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        if let Some(io) = c.downcast_ref::<std::io::Error>() {
-            return matches!(
-                io.kind(),
-                std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::BrokenPipe
-                    | std::io::ErrorKind::ConnectionAborted
-                    | std::io::ErrorKind::UnexpectedEof
-            );
-        }
-        cause = c.source();
-    }
-    false
 }

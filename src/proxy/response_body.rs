@@ -1,31 +1,30 @@
 //! The body of a response sent to a client: a backend's body streamed frame by frame,
 //! or a page of relevo's own. When it is done (sent to the end, failed, or dropped
-//! because the client left) it settles the request: the upstream connection goes back
-//! to the pool only after a clean end, the backend's in-flight count drops, and the
-//! session is finished.
+//! because the client left) it settles the request: the backend's in-flight count
+//! drops and the session is finished (the upstream connection has gone back to its
+//! pool already, when its body's last read was clean: `upstream::BackendBody`).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
 
 use super::finish;
 use super::session::Session;
-use crate::upstream::{InFlight, PooledConn};
+use crate::http::BackendFault;
+use crate::upstream::{BackendBody, InFlight};
 
 /// Body of a response sent to a client.
 #[derive(Debug)]
 pub struct ProxyBody {
     /// Where the bytes come from.
     inner: Inner,
-    /// The connection the body streams from; back to the pool after a clean end.
-    conn: Option<PooledConn>,
     /// Keeps the request in its backend's in-flight count until the body ends.
     in_flight: Option<InFlight>,
     /// The request's context, finished when the body is.
     session: Option<Box<Session>>,
-    /// Set when the upstream body failed: that connection must not be reused.
+    /// Set when the upstream body failed: the request did not end cleanly.
     failed: bool,
     /// Set when the body reported its end (`None`): a chunked body never says
     /// `is_end_stream` (its length is unknown), so its end is only seen here.
@@ -34,16 +33,15 @@ pub struct ProxyBody {
 
 #[derive(Debug)]
 enum Inner {
-    Upstream(Incoming),
+    Upstream(BackendBody),
     Page(Option<Bytes>),
 }
 
 impl ProxyBody {
     /// A backend's body, streamed as it arrives from `conn`.
-    pub fn upstream(body: Incoming, conn: PooledConn, in_flight: InFlight) -> ProxyBody {
+    pub fn upstream(body: BackendBody, in_flight: InFlight) -> ProxyBody {
         ProxyBody {
             inner: Inner::Upstream(body),
-            conn: Some(conn),
             in_flight: Some(in_flight),
             session: None,
             failed: false,
@@ -56,7 +54,6 @@ impl ProxyBody {
     pub fn page(bytes: Bytes) -> ProxyBody {
         ProxyBody {
             inner: Inner::Page((!bytes.is_empty()).then_some(bytes)),
-            conn: None,
             in_flight: None,
             session: None,
             failed: false,
@@ -78,12 +75,12 @@ impl ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BackendFault;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BackendFault>>> {
         let this = &mut *self;
         let polled = match &mut this.inner {
             Inner::Upstream(body) => Pin::new(body).poll_frame(cx),
@@ -94,8 +91,8 @@ impl Body for ProxyBody {
                 if let (Some(session), Some(data)) = (this.session.as_mut(), frame.data_ref()) {
                     session.bytes_out += data.len() as u64;
                 }
-                // Trailers come last (RFC 9112 §7.1.2), and hyper may not poll again
-                // after writing them.
+                // Trailers come last (RFC 9112 §7.1.2): the writer may not poll again
+                // after them.
                 if frame.is_trailers() {
                     this.ended = true;
                 }
@@ -125,16 +122,10 @@ impl Body for ProxyBody {
 
 impl Drop for ProxyBody {
     fn drop(&mut self) {
-        // hyper may stop polling once `is_end_stream` is true (a body of known length),
-        // so the end is either that or a final `None` frame (chunked, close-delimited).
+        // A writer may stop polling once `is_end_stream` is true (a body of known
+        // length), so the end is either that or a final `None` frame (chunked,
+        // close-delimited).
         let complete = !self.failed && (self.ended || self.is_end_stream());
-        if let Some(conn) = self.conn.take() {
-            if complete {
-                conn.release();
-            } else {
-                tracing::debug!(backend = %conn.addr, failed = self.failed, "upstream connection not reused: body unfinished");
-            }
-        }
         drop(self.in_flight.take());
         if let Some(session) = self.session.take() {
             finish::finish(session, complete);

@@ -8,26 +8,22 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
-use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::response_body::ProxyBody;
 use super::state::State;
 use crate::downstream::upgrade::{Io, Tunnel};
 use crate::http::ProxyError;
+use crate::upstream::PooledConn;
 
 /// The backend's 101, carrying the backend's side of the tunnel to the client's.
 pub fn upgraded(
     mut resp: Response<ProxyBody>,
-    upstream: OnUpgrade,
+    upstream: PooledConn,
     idle: Duration,
     backend: SocketAddr,
 ) -> Response<ProxyBody> {
-    let far = Box::pin(async move {
-        let upgraded = upstream.await.map_err(io::Error::other)?;
-        Ok(Box::new(TokioIo::new(upgraded)) as Box<dyn Io>)
-    });
+    let far = Box::pin(async move { Ok(Box::new(upstream) as Box<dyn Io>) });
     resp.extensions_mut()
         .insert(Tunnel::new(far, idle, backend.to_string()));
     resp

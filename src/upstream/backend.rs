@@ -186,20 +186,16 @@ impl Backend {
         slot: OwnedSemaphorePermit,
         connect_timeout: Duration,
     ) -> Result<PooledConn, ProxyError> {
-        while let Some(mut sender) = self.pool.take() {
-            // The previous exchange finished, so readiness is immediate unless the
-            // backend closed the connection meanwhile; then look further.
-            if sender.ready().await.is_ok() {
-                return Ok(PooledConn::new(
-                    sender,
-                    self.pool.clone(),
-                    self.addr,
-                    true,
-                    slot,
-                ));
-            }
+        match self.pool.take() {
+            Some(conn) => Ok(PooledConn::new(
+                conn,
+                self.pool.clone(),
+                self.addr,
+                true,
+                slot,
+            )),
+            None => self.connect(slot, connect_timeout).await,
         }
-        self.connect(slot, connect_timeout).await
     }
 
     /// Opens a new connection, bypassing the pool (used after a pooled one failed).
@@ -210,10 +206,10 @@ impl Backend {
     ) -> Result<PooledConn, ProxyError> {
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
         let started = std::time::Instant::now();
-        let sender = connect::open(self.addr, self.read_buffer, connect_timeout).await?;
+        let conn = connect::open(self.addr, self.read_buffer, connect_timeout).await?;
         self.connect_time.observe(started.elapsed());
         Ok(PooledConn::new(
-            sender,
+            conn,
             self.pool.clone(),
             self.addr,
             false,

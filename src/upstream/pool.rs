@@ -4,10 +4,14 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hyper::client::conn::http1::SendRequest;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::downstream::request_body::UpstreamBody;
+use super::conn::Conn;
 
 /// Idle connections to one backend, most recently used last.
 #[derive(Debug)]
@@ -23,8 +27,8 @@ pub struct Pool {
 
 #[derive(Debug)]
 struct Idle {
-    /// hyper's handle on the connection.
-    sender: SendRequest<UpstreamBody>,
+    /// The connection, without a buffer.
+    conn: Conn,
     /// When it went idle, for `idle_timeout`.
     since: Instant,
 }
@@ -40,11 +44,11 @@ impl Pool {
     }
 
     /// The most recently used idle connection that is still open and fresh.
-    pub fn take(&self) -> Option<SendRequest<UpstreamBody>> {
+    pub fn take(&self) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(conn) = idle.pop() {
-            if !conn.sender.is_closed() && conn.since.elapsed() < self.idle_timeout {
-                return Some(conn.sender);
+        while let Some(held) = idle.pop() {
+            if held.since.elapsed() < self.idle_timeout && held.conn.looks_open() {
+                return Some(held.conn);
             }
         }
         None
@@ -60,21 +64,23 @@ impl Pool {
         self.len() == 0
     }
 
-    /// Keeps a connection for reuse, unless the pool is full or it is closed.
-    pub fn put(&self, sender: SendRequest<UpstreamBody>) {
-        if sender.is_closed() {
+    /// Keeps a connection for reuse, unless the pool is full or bytes are left in it
+    /// (more than the response: the backend is not speaking HTTP/1.1 to us).
+    pub fn put(&self, mut conn: Conn) {
+        if !conn.buf.is_empty() {
             return;
         }
+        conn.release_buffer();
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         // Connections at the front are the oldest; expired ones go first.
         let now = Instant::now();
         let fresh_from = idle
             .iter()
-            .position(|c| now.duration_since(c.since) < self.idle_timeout && !c.sender.is_closed())
+            .position(|c| now.duration_since(c.since) < self.idle_timeout)
             .unwrap_or(idle.len());
         idle.drain(..fresh_from);
         if idle.len() < self.max_idle {
-            idle.push(Idle { sender, since: now });
+            idle.push(Idle { conn, since: now });
         }
     }
 }
@@ -83,8 +89,8 @@ impl Pool {
 /// the response body was read to its end (`release`), and is closed if dropped.
 #[derive(Debug)]
 pub struct PooledConn {
-    /// hyper's handle, to send the request on.
-    sender: SendRequest<UpstreamBody>,
+    /// The connection.
+    conn: Conn,
     /// Where it goes back to.
     pool: Arc<Pool>,
     /// The backend, for logs.
@@ -101,14 +107,14 @@ pub struct PooledConn {
 impl PooledConn {
     /// A checked-out connection that returns to `pool`.
     pub fn new(
-        sender: SendRequest<UpstreamBody>,
+        conn: Conn,
         pool: Arc<Pool>,
         addr: SocketAddr,
         reused: bool,
         slot: OwnedSemaphorePermit,
     ) -> Self {
         PooledConn {
-            sender,
+            conn,
             pool,
             addr,
             reused,
@@ -123,15 +129,45 @@ impl PooledConn {
         self.slot
     }
 
-    /// The hyper handle, to send the request on.
-    pub fn sender(&mut self) -> &mut SendRequest<UpstreamBody> {
-        &mut self.sender
+    /// The connection, to exchange on.
+    pub fn conn(&mut self) -> &mut Conn {
+        &mut self.conn
     }
 
     /// Puts the connection back in its backend's pool, then frees its slot (in that
     /// order, so a request woken by the slot finds the connection idle).
     pub fn release(self) {
-        self.pool.put(self.sender);
+        self.pool.put(self.conn);
         drop(self.slot);
+    }
+}
+
+/// A connection that became a tunnel (after a 101) reads and writes as a byte stream;
+/// it keeps its backend slot until the tunnel closes.
+impl AsyncRead for PooledConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.conn).poll_read(cx, out)
+    }
+}
+
+impl AsyncWrite for PooledConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.conn).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.conn).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.conn).poll_shutdown(cx)
     }
 }

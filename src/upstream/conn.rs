@@ -1,0 +1,155 @@
+//! One connection to a backend as relevo drives it: the socket, and the bytes read
+//! from it but not yet used. The client connection's task reads and writes it
+//! directly (no task of its own, no channel between the two). Between exchanges, in
+//! the pool, it holds no buffer.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// The smallest read: a response head and a small body usually fit.
+const MIN_READ: usize = 4 * 1024;
+
+/// A backend connection.
+#[derive(Debug)]
+pub struct Conn {
+    /// The socket.
+    pub stream: TcpStream,
+    /// Read from the backend but not yet parsed or handed out.
+    pub buf: BytesMut,
+    /// Largest read at once (`limits.upstream_read_buffer`): reads are sized to what
+    /// is expected, up to this.
+    max_read: usize,
+    /// How many bytes the last response took (head and body), so the first read of
+    /// the next one is sized for it: one read for a whole 64 KiB response, 4 KiB for
+    /// a small one.
+    last_response: u32,
+}
+
+impl Conn {
+    /// A connection over `stream`, its reads capped at `max_read` bytes.
+    pub fn new(stream: TcpStream, max_read: usize) -> Conn {
+        Conn {
+            stream,
+            buf: BytesMut::new(),
+            max_read: max_read.max(MIN_READ),
+            last_response: 0,
+        }
+    }
+
+    /// The largest response head this connection accepts.
+    pub fn max_head(&self) -> usize {
+        self.max_read
+    }
+
+    /// The size the first read of a response asks for.
+    pub fn first_read(&self) -> usize {
+        self.last_response as usize
+    }
+
+    /// Remembers how large a response was, for the next one's first read.
+    pub fn saw_response(&mut self, bytes: u64) {
+        self.last_response = u32::try_from(bytes).unwrap_or(u32::MAX);
+    }
+
+    /// Whether an idle connection still looks open: the reactor has seen nothing on
+    /// it (no close, no stray bytes). No system call unless it did, since a read that
+    /// drained the socket leaves it marked not readable.
+    pub fn looks_open(&self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.stream.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            // Readable while idle: a close (read 0), a reset, or bytes nobody asked for;
+            // any of them retires the connection. A spurious wake-up reads nothing.
+            Poll::Ready(Ok(())) => matches!(
+                self.stream.try_read(&mut [0u8; 1]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock
+            ),
+        }
+    }
+
+    /// Frees the buffer when nothing is in it (before the connection goes idle).
+    pub fn release_buffer(&mut self) {
+        if self.buf.is_empty() && self.buf.capacity() > 0 {
+            self.buf = BytesMut::new();
+        }
+    }
+}
+
+/// Reads more from `io` into `buf`, making room for `want` bytes (clamped to
+/// `[MIN_READ, max]`) when there is less: `Ok(0)` is the end of the stream.
+pub fn poll_fill<R: AsyncRead + Unpin>(
+    io: &mut R,
+    buf: &mut BytesMut,
+    want: usize,
+    max: usize,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    let want = want.clamp(MIN_READ, max.max(MIN_READ));
+    if buf.capacity() - buf.len() < want.min(MIN_READ) || buf.capacity() == 0 {
+        buf.reserve(want);
+    }
+    let read = io.read_buf(buf);
+    std::pin::pin!(read).poll(cx)
+}
+
+impl Conn {
+    /// Reads more into the buffer, making room for about `want` bytes.
+    pub fn poll_fill(&mut self, want: usize, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        poll_fill(&mut self.stream, &mut self.buf, want, self.max_read, cx)
+    }
+}
+
+impl AsyncRead for Conn {
+    /// Buffered bytes first, then the socket: what a tunnel reads after a 101.
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.buf.is_empty() {
+            let n = self.buf.len().min(out.remaining());
+            out.put_slice(&self.buf[..n]);
+            self.buf.advance(n);
+            self.release_buffer();
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.stream).poll_read(cx, out)
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,247 @@
+//! One request on a backend connection, driven by the client connection's own task:
+//! the head (with a buffered body) in one write, a streamed body chunk by chunk while
+//! watching for an early answer, then the response head. Informational responses
+//! other than 101 are dropped, as hyper's client does (RFC 9110 §15.2: a proxy need
+//! not forward them to a client that did not ask).
+
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+
+use bytes::BytesMut;
+use http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Body;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+use super::conn::{poll_fill, Conn};
+use super::request_head::{self, forwardable_trailer, Framing};
+use super::response_head::{self, ResponseHead};
+use crate::downstream::chunked;
+use crate::downstream::request_body::UpstreamBody;
+use crate::http::error::ClientBodyError;
+use crate::http::BackendFault;
+
+/// Why an exchange failed, with what the retry logic must know.
+#[derive(Debug)]
+pub enum SendError {
+    /// Not a byte of the request left: here it is back, to go again.
+    Unsent(BackendFault, Box<Request<UpstreamBody>>),
+    /// The connection failed or closed before any byte of a response: on a reused
+    /// connection, the backend's idle close racing the request (RFC 9112 §9.3.1).
+    BeforeResponse(BackendFault),
+    /// The backend's response was broken.
+    Backend(BackendFault),
+    /// The client's body failed on its way through (413, 408, 400).
+    Client(ClientBodyError),
+}
+
+/// A response head, and whether the connection may carry another request after its
+/// body.
+#[derive(Debug)]
+pub struct Answer {
+    /// The head.
+    pub head: ResponseHead,
+    /// False when the backend closes, or the request body was not all sent.
+    pub reusable: bool,
+}
+
+/// Sends `req` on `conn` and reads the response head.
+pub async fn exchange(conn: &mut Conn, req: Request<UpstreamBody>) -> Result<Answer, SendError> {
+    let (parts, mut body) = req.into_parts();
+    let framing = request_head::framing(
+        &parts.headers,
+        body.is_end_stream(),
+        body.size_hint().exact(),
+    );
+    let mut head = Vec::new();
+    request_head::encode(&parts, framing, &mut head);
+    let buffered = match &body {
+        UpstreamBody::Buffered(bytes) => Some(bytes.clone().unwrap_or_default()),
+        UpstreamBody::Streaming(_) => None,
+    };
+    let first = buffered.as_deref().unwrap_or_default();
+    let mut slices = [IoSlice::new(&head), IoSlice::new(first)];
+    match write_all(&mut conn.stream, &mut slices).await {
+        Ok(()) => {}
+        Err((e, false)) => {
+            return Err(SendError::Unsent(
+                e.into(),
+                Box::new(Request::from_parts(parts, body)),
+            ))
+        }
+        Err((e, true)) => return Err(SendError::BeforeResponse(e.into())),
+    }
+    let method = parts.method;
+    let max = conn.max_head();
+    let first_read = conn.first_read();
+    if buffered.is_none() && framing != Framing::None {
+        let (mut rd, mut wr) = conn.stream.split();
+        let buf = &mut conn.buf;
+        let sent = tokio::select! {
+            biased;
+            // A backend may answer before it has read the body (a 413, a redirect): the
+            // answer is relayed and the rest of the body is not sent (nor the connection
+            // reused).
+            early = read_head(&mut rd, buf, max, first_read, &method) => {
+                return early.map(|head| Answer { head, reusable: false });
+            }
+            sent = send_body(&mut wr, &mut body, framing) => sent,
+        };
+        match sent {
+            Ok(()) => {}
+            Err(Sending::Client(e)) => return Err(SendError::Client(e)),
+            // The backend stopped reading: it may have said why.
+            Err(Sending::Write(e)) => {
+                return match read_head(&mut conn.stream, &mut conn.buf, max, first_read, &method)
+                    .await
+                {
+                    Ok(head) => Ok(Answer {
+                        head,
+                        reusable: false,
+                    }),
+                    Err(_) => Err(SendError::BeforeResponse(e.into())),
+                };
+            }
+        }
+    }
+    let head = read_head(&mut conn.stream, &mut conn.buf, max, first_read, &method).await?;
+    let reusable = head.keep_alive;
+    Ok(Answer { head, reusable })
+}
+
+/// Reads the response head, skipping informational ones other than 101.
+async fn read_head<R: AsyncRead + Unpin>(
+    io: &mut R,
+    buf: &mut BytesMut,
+    max: usize,
+    first_read: usize,
+    method: &Method,
+) -> Result<ResponseHead, SendError> {
+    let mut answered = false;
+    loop {
+        if !buf.is_empty() {
+            answered = true;
+            match response_head::parse(buf, max, method).map_err(SendError::Backend)? {
+                Some(head)
+                    if head.parts.status.is_informational()
+                        && head.parts.status != StatusCode::SWITCHING_PROTOCOLS =>
+                {
+                    continue
+                }
+                Some(head) => return Ok(head),
+                None => {}
+            }
+        }
+        let failed = |fault| {
+            if answered {
+                SendError::Backend(fault)
+            } else {
+                SendError::BeforeResponse(fault)
+            }
+        };
+        match poll_fn(|cx| poll_fill(io, buf, first_read, max, cx)).await {
+            Ok(0) => return Err(failed(BackendFault::Closed)),
+            Ok(_) => {}
+            Err(e) => return Err(failed(BackendFault::Io(e))),
+        }
+    }
+}
+
+/// Why a streamed body stopped.
+enum Sending {
+    /// The client's side failed.
+    Client(ClientBodyError),
+    /// The backend's socket did.
+    Write(io::Error),
+}
+
+/// Streams the body, framed as `framing` says.
+async fn send_body<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    body: &mut UpstreamBody,
+    framing: Framing,
+) -> Result<(), Sending> {
+    let write = |e: (io::Error, bool)| Sending::Write(e.0);
+    let mut sent = 0u64;
+    let mut line = Vec::with_capacity(24);
+    let mut trailers = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Sending::Client(ClientBodyError::of(e)))?;
+        let data = match frame.into_data() {
+            Ok(data) => data,
+            Err(frame) => {
+                trailers = frame.into_trailers().ok();
+                break;
+            }
+        };
+        if data.is_empty() {
+            continue;
+        }
+        sent += data.len() as u64;
+        match framing {
+            Framing::Chunked => {
+                line.clear();
+                chunked::size_line(data.len(), &mut line);
+                let mut slices = [
+                    IoSlice::new(&line),
+                    IoSlice::new(&data),
+                    IoSlice::new(b"\r\n"),
+                ];
+                write_all(io, &mut slices).await.map_err(write)?;
+            }
+            Framing::Length(n) if sent > n => {
+                return Err(Sending::Client(ClientBodyError::Broken(
+                    "request body longer than its length".into(),
+                )))
+            }
+            _ => write_all(io, &mut [IoSlice::new(&data)])
+                .await
+                .map_err(write)?,
+        }
+    }
+    match framing {
+        Framing::Chunked => {
+            if let Some(t) = trailers.as_mut() {
+                let dropped: Vec<_> = t
+                    .keys()
+                    .filter(|n| !forwardable_trailer(n))
+                    .cloned()
+                    .collect();
+                for name in dropped {
+                    t.remove(name);
+                }
+            }
+            line.clear();
+            chunked::last_chunk(trailers.as_ref(), &mut line);
+            write_all(io, &mut [IoSlice::new(&line)])
+                .await
+                .map_err(write)
+        }
+        Framing::Length(n) if sent < n => Err(Sending::Client(ClientBodyError::Broken(format!(
+            "request body ended after {sent} of {n} bytes"
+        )))),
+        _ => Ok(()),
+    }
+}
+
+/// Writes all of `bufs` with as few `writev`s as the kernel allows. The error says
+/// whether any byte had been written before it.
+async fn write_all<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    bufs: &mut [IoSlice<'_>],
+) -> Result<(), (io::Error, bool)> {
+    let mut bufs = bufs;
+    IoSlice::advance_slices(&mut bufs, 0);
+    let mut any = false;
+    while !bufs.is_empty() {
+        match io.write_vectored(bufs).await {
+            Ok(0) => return Err((io::ErrorKind::WriteZero.into(), any)),
+            Ok(n) => {
+                any = true;
+                IoSlice::advance_slices(&mut bufs, n);
+            }
+            Err(e) => return Err((e, any)),
+        }
+    }
+    Ok(())
+}

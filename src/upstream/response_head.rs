@@ -1,0 +1,275 @@
+//! A backend's response head, parsed with `httparse` by the rules hyper's client
+//! applies (RFC 9112 §4-§6): the status line and fields, how the body is delimited,
+//! and whether the connection may carry another request.
+
+use std::mem::MaybeUninit;
+
+use bytes::BytesMut;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::response::Parts;
+use http::{Method, Response, StatusCode, Version};
+
+use crate::http::BackendFault;
+
+/// Most fields in a response head (hyper's client default).
+const MAX_HEADERS: usize = 100;
+
+/// How the response body is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// No body: HEAD, 1xx, 204, 304 (items 1-2).
+    Empty,
+    /// `Content-Length` bytes (item 6).
+    Length(u64),
+    /// Chunked (item 4).
+    Chunked,
+    /// Until the backend closes (items 4 and 8): the connection ends with it.
+    Close,
+}
+
+/// A parsed response head.
+#[derive(Debug)]
+pub struct ResponseHead {
+    /// Status, version and fields, for the response relayed to the client.
+    pub parts: Parts,
+    /// Where the body ends.
+    pub body: BodyKind,
+    /// Whether the backend lets the connection carry another request.
+    pub keep_alive: bool,
+    /// How many bytes the head took.
+    pub len: usize,
+}
+
+/// Parses the head at the start of `buf`, taking its bytes out when complete.
+/// `Ok(None)`: more bytes are needed. `method` is the request's: a response to
+/// HEAD has no body whatever its fields say.
+pub fn parse(
+    buf: &mut BytesMut,
+    max: usize,
+    method: &Method,
+) -> Result<Option<ResponseHead>, BackendFault> {
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, buf, &mut slots)
+    {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() >= max => {
+            return Err(BackendFault::HeadTooLarge(max))
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(BackendFault::BadHead("too many fields"))
+        }
+        Err(httparse::Error::Version) => return Err(BackendFault::BadHead("version")),
+        Err(httparse::Error::Status) => return Err(BackendFault::BadHead("status")),
+        Err(httparse::Error::HeaderName) => return Err(BackendFault::BadHead("field name")),
+        Err(httparse::Error::HeaderValue) => return Err(BackendFault::BadHead("field value")),
+        Err(_) => return Err(BackendFault::BadHead("status line")),
+    };
+    if len > max {
+        return Err(BackendFault::HeadTooLarge(max));
+    }
+    let (Some(minor), Some(code)) = (resp.version, resp.code) else {
+        return Err(BackendFault::BadHead("status line"));
+    };
+    let status = StatusCode::from_u16(code).map_err(|_| BackendFault::BadHead("status"))?;
+    let version = if minor == 1 {
+        Version::HTTP_11
+    } else {
+        Version::HTTP_10
+    };
+    let base = buf.as_ptr() as usize;
+    let mut fields: Vec<(usize, usize, usize, usize)> = Vec::with_capacity(resp.headers.len());
+    for h in resp.headers.iter() {
+        let name = h.name.as_ptr() as usize - base;
+        let value = h.value.as_ptr() as usize - base;
+        fields.push((name, h.name.len(), value, h.value.len()));
+    }
+    // The head's bytes, shared by the field values (no copies).
+    let bytes = buf.split_to(len).freeze();
+    // Room for the `Via` the rewrite adds.
+    let mut headers = HeaderMap::with_capacity(fields.len() + 1);
+    for (name, name_len, value, value_len) in fields {
+        let name = HeaderName::from_bytes(&bytes[name..name + name_len])
+            .map_err(|_| BackendFault::BadHead("field name"))?;
+        let value = HeaderValue::from_maybe_shared(bytes.slice(value..value + value_len))
+            .map_err(|_| BackendFault::BadHead("field value"))?;
+        headers.append(name, value);
+    }
+    let body = body_kind(&headers, status, version, method)?;
+    let keep_alive = keep_alive(&headers, version) && body != BodyKind::Close;
+    let mut head = Response::new(());
+    *head.status_mut() = status;
+    *head.version_mut() = version;
+    *head.headers_mut() = headers;
+    let (parts, ()) = head.into_parts();
+    Ok(Some(ResponseHead {
+        parts,
+        body,
+        keep_alive,
+        len,
+    }))
+}
+
+/// RFC 9112 §6.3, in its order.
+fn body_kind(
+    headers: &HeaderMap,
+    status: StatusCode,
+    version: Version,
+    method: &Method,
+) -> Result<BodyKind, BackendFault> {
+    if method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Ok(BodyKind::Empty);
+    }
+    let mut te = headers.get_all(header::TRANSFER_ENCODING).iter().peekable();
+    if te.peek().is_some() {
+        // §6.1: a 1.0 message cannot carry Transfer-Encoding (hyper refuses it too).
+        if version == Version::HTTP_10 {
+            return Err(BackendFault::BadHead(
+                "transfer-encoding in an HTTP/1.0 response",
+            ));
+        }
+        let chunked = te.next_back().is_some_and(|v| {
+            v.as_bytes()
+                .rsplit(|&b| b == b',')
+                .next()
+                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+        });
+        // Another final coding: the body runs to the close (§6.3 item 4).
+        return Ok(if chunked {
+            BodyKind::Chunked
+        } else {
+            BodyKind::Close
+        });
+    }
+    let mut length = None;
+    for v in headers.get_all(header::CONTENT_LENGTH) {
+        let n = content_length(v.as_bytes()).ok_or(BackendFault::BadHead("content-length"))?;
+        if length.is_some_and(|prev| prev != n) {
+            return Err(BackendFault::BadHead("conflicting content-length"));
+        }
+        length = Some(n);
+    }
+    Ok(match length {
+        Some(0) => BodyKind::Empty,
+        Some(n) => BodyKind::Length(n),
+        None => BodyKind::Close,
+    })
+}
+
+/// A 1.1 connection persists unless `close` is said; a 1.0 one only with `keep-alive`
+/// (RFC 9112 §9.3).
+fn keep_alive(headers: &HeaderMap, version: Version) -> bool {
+    let mut keep = version == Version::HTTP_11;
+    for v in headers.get_all(header::CONNECTION) {
+        let has = |token: &[u8]| {
+            v.as_bytes()
+                .split(|&b| b == b',')
+                .any(|e| e.trim_ascii().eq_ignore_ascii_case(token))
+        };
+        if has(b"close") {
+            return false;
+        }
+        if has(b"keep-alive") {
+            keep = true;
+        }
+    }
+    keep
+}
+
+/// RFC 9110 §8.6: `1*DIGIT`, nothing else; a list of equal values is one value.
+fn content_length(v: &[u8]) -> Option<u64> {
+    let mut value = None;
+    for part in v.split(|&b| b == b',') {
+        let part = part.trim_ascii();
+        if part.is_empty() || part.len() > 19 {
+            return None;
+        }
+        let n = part.iter().try_fold(0u64, |n, &b| {
+            b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
+        })?;
+        if value.is_some_and(|prev| prev != n) {
+            return None;
+        }
+        value = Some(n);
+    }
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(raw: &str, method: Method) -> Result<Option<ResponseHead>, BackendFault> {
+        let mut buf = BytesMut::from(raw);
+        parse(&mut buf, 8192, &method)
+    }
+
+    fn kind(raw: &str) -> BodyKind {
+        parsed(raw, Method::GET).unwrap().unwrap().body
+    }
+
+    #[test]
+    fn rfc_9112_section_6_3_decides_the_body() {
+        assert_eq!(
+            kind("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"),
+            BodyKind::Length(5)
+        );
+        assert_eq!(
+            kind("HTTP/1.1 200 OK\r\ncontent-length: 5, 5\r\n\r\n"),
+            BodyKind::Length(5)
+        );
+        assert_eq!(
+            kind("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 5\r\n\r\n"),
+            BodyKind::Chunked
+        );
+        assert_eq!(
+            kind("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n"),
+            BodyKind::Close
+        );
+        assert_eq!(kind("HTTP/1.1 200 OK\r\n\r\n"), BodyKind::Close);
+        assert_eq!(
+            kind("HTTP/1.1 204 No Content\r\ncontent-length: 5\r\n\r\n"),
+            BodyKind::Empty
+        );
+        assert_eq!(kind("HTTP/1.1 304 Not Modified\r\n\r\n"), BodyKind::Empty);
+        let head = parsed("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", Method::HEAD);
+        assert_eq!(head.unwrap().unwrap().body, BodyKind::Empty);
+    }
+
+    #[test]
+    fn bad_heads_are_the_backends_fault() {
+        for raw in [
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: +5\r\n\r\n",
+            "HTTP/1.0 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+            "HTTP/2.0 200 OK\r\n\r\n",
+            "HTTP/1.1 2000 OK\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nbad field: x\r\n\r\n",
+        ] {
+            assert!(parsed(raw, Method::GET).is_err(), "{raw:?}");
+        }
+        assert!(parsed("HTTP/1.1 200 OK\r\n", Method::GET)
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn keep_alive_follows_rfc_9112_section_9_3() {
+        let keep = |raw: &str| parsed(raw, Method::GET).unwrap().unwrap().keep_alive;
+        assert!(keep("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"));
+        assert!(!keep(
+            "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
+        ));
+        assert!(!keep("HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n"));
+        assert!(keep(
+            "HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ncontent-length: 0\r\n\r\n"
+        ));
+        assert!(!keep("HTTP/1.1 200 OK\r\n\r\n"));
+    }
+}
