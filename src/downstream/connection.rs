@@ -206,7 +206,7 @@ where
         mut reader_at_home,
         method,
         version,
-        keep_alive,
+        mut keep_alive,
         accepts_trailers,
     } = exchange;
 
@@ -237,6 +237,15 @@ where
     };
 
     let mut resp = resp;
+    // A body already given up (the backend answered before reading it all, or relevo
+    // refused the request): the connection closes after this answer, and says so
+    // in its head (RFC 9112 §9.6).
+    let mut returned = None;
+    if let Some(Ok((reader, finished))) = home.as_mut().map(|rx| rx.try_recv()) {
+        home = None;
+        keep_alive &= finished;
+        returned = Some((reader, finished));
+    }
     let asked = Asked {
         method: &method,
         version,
@@ -267,9 +276,10 @@ where
     }
 
     // The reader comes back from the body (read to its end, or not).
-    let back = match reader_at_home.take() {
-        Some(reader) => reader,
-        None => match home.take() {
+    let back = match (reader_at_home.take(), returned) {
+        (Some(reader), _) | (None, Some((reader, true))) => reader,
+        (None, Some((reader, false))) => return Served::Close(reader),
+        (None, None) => match home.take() {
             Some(rx) => match tokio::time::timeout(settings.header_timeout, rx).await {
                 Ok(Ok((reader, true))) => reader,
                 // The body was left unread: what follows is not a request.
