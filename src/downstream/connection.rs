@@ -212,30 +212,33 @@ where
 
     // The answer, meanwhile sending `100 Continue` when the body is first read
     // and watching an otherwise quiet client for a close (which cancels it).
-    let answer = service.answer(request);
-    tokio::pin!(answer);
-    let mut asked_continue = asked_continue;
-    let resp = loop {
-        tokio::select! {
-            resp = &mut answer => break resp,
-            wanted = continue_wanted(&mut asked_continue) => {
-                if !wanted {
-                    continue;
+    // In a block of its own, so that the answer's future (the largest part of this
+    // one) is gone before the response is written and does not add to its size.
+    let resp = {
+        let answer = service.answer(request);
+        tokio::pin!(answer);
+        let mut asked_continue = asked_continue;
+        loop {
+            tokio::select! {
+                resp = &mut answer => break resp,
+                wanted = continue_wanted(&mut asked_continue) => {
+                    if !wanted {
+                        continue;
+                    }
+                    let mut line = [IoSlice::new(b"HTTP/1.1 100 Continue\r\n\r\n")];
+                    if writer.write_all(&mut line).await.is_err() {
+                        return Served::Drop;
+                    }
                 }
-                let mut line = [IoSlice::new(b"HTTP/1.1 100 Continue\r\n\r\n")];
-                if writer.write_all(&mut line).await.is_err() {
-                    return Served::Drop;
-                }
-            }
-            filled = fill_some(&mut reader_at_home, settings.max_header_bytes) => {
-                if !matches!(filled, Ok(n) if n > 0) {
-                    debug!(client = %peer, "client closed with its request in flight");
-                    return Served::Drop;
+                filled = fill_some(&mut reader_at_home, settings.max_header_bytes) => {
+                    if !matches!(filled, Ok(n) if n > 0) {
+                        debug!(client = %peer, "client closed with its request in flight");
+                        return Served::Drop;
+                    }
                 }
             }
         }
     };
-
     let mut resp = resp;
     // A body already given up (the backend answered before reading it all, or relevo
     // refused the request): the connection closes after this answer, and says so

@@ -31,7 +31,7 @@ pub struct Failure {
     /// What went wrong.
     pub error: ProxyError,
     /// The request, handed back when no byte of it left.
-    pub unsent: Option<Request<UpstreamBody>>,
+    pub unsent: Option<Box<Request<UpstreamBody>>>,
 }
 
 impl From<ProxyError> for Failure {
@@ -58,7 +58,7 @@ pub struct How {
 pub async fn exchange(
     entry: &Entry,
     backend: &Arc<Backend>,
-    req: Request<UpstreamBody>,
+    req: Box<Request<UpstreamBody>>,
     state: &State,
     how: How,
 ) -> Result<Exchanged, Failure> {
@@ -140,11 +140,11 @@ struct Limits {
 /// the same backend is safe.
 async fn send(
     backend: &Backend,
-    mut req: Request<UpstreamBody>,
+    mut req: Box<Request<UpstreamBody>>,
     limits: Limits,
     fresh: bool,
 ) -> Result<(Answer, PooledConn, Option<Duration>), Failure> {
-    let unsent = |error: ProxyError, req: Request<UpstreamBody>| Failure {
+    let unsent = |error: ProxyError, req: Box<Request<UpstreamBody>>| Failure {
         error,
         unsent: Some(req),
     };
@@ -174,7 +174,7 @@ async fn send(
             }
             Ok(Err(SendError::Unsent(source, again))) if conn.reused => {
                 debug!(backend = %addr, "pooled connection closed, reconnecting: {source}");
-                req = *again;
+                req = again;
                 connect_started = Instant::now();
                 conn = match backend.connect(conn.into_slot(), limits.connect).await {
                     Ok(c) => c,
@@ -188,7 +188,7 @@ async fn send(
                     source,
                     unsent: true,
                 };
-                return Err(unsent(error, *again));
+                return Err(unsent(error, again));
             }
             Ok(Err(SendError::BeforeResponse(source))) if conn.reused => {
                 debug!(backend = %addr, "pooled connection closed as the request went out: {source}");

@@ -14,6 +14,6 @@ pub mod session;
 pub mod state;
 pub mod tunnel;
 
-pub use phases::{answer, handle};
+pub use phases::handle;
 pub use response_body::ProxyBody;
 pub use state::State;

@@ -2,7 +2,6 @@
 //! body limit → rewrite the head → keep the body for a retry → the attempt loop
 //! (pick, exchange, maybe again) → the response streams back and the session ends.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -18,15 +17,14 @@ use super::tunnel;
 use crate::downstream::request_body::Inbound;
 use crate::http::{checks, host, rewrite, ProxyError, Side};
 
-/// The service entry point of both connection layers: never fails, every error
-/// becomes a response.
+/// The service entry point of both connection layers: every error becomes a response.
 /// `last` marks the last request the connection may carry (`max_requests_per_connection`).
 pub async fn handle(
     state: Arc<State>,
     client: SocketAddr,
-    req: Request<Inbound>,
+    req: Box<Request<Inbound>>,
     last: bool,
-) -> Result<Response<ProxyBody>, Infallible> {
+) -> Response<ProxyBody> {
     let mut session = Box::new(Session::new(client, &req, state.clone()));
     // A body we did not read would be parsed as the next request if the connection
     // stayed open, so an early answer closes it.
@@ -47,30 +45,17 @@ pub async fn handle(
             .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
     }
     session.status = resp.status();
-    Ok(resp.map(|body| body.with_session(session)))
-}
-
-/// `handle` for relevo's own connection layer, which takes the response itself.
-pub async fn answer(
-    state: Arc<State>,
-    client: SocketAddr,
-    req: Request<Inbound>,
-    last: bool,
-) -> Response<ProxyBody> {
-    match handle(state, client, req, last).await {
-        Ok(resp) => resp,
-        Err(never) => match never {},
-    }
+    resp.map(|body| body.with_session(session))
 }
 
 async fn proxy(
     state: &State,
-    mut req: Request<Inbound>,
+    mut req: Box<Request<Inbound>>,
     session: &mut Session,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     checks::before_routing(&req, state.config.limits.max_uri_bytes)?;
     if req.method() == Method::CONNECT {
-        return tunnel::connect(state, req).await;
+        return tunnel::connect(state, *req).await;
     }
     // Route: which host entry is this for?
     let target = host::target(&req)?;
@@ -98,14 +83,14 @@ async fn proxy(
     let wants_upgrade = upgrade.is_some();
 
     // Rewrite the head once; keep the body where a retry can find it again.
-    let req = rewrite::request(req, &target, session.client, upgrade);
     // Only an empty body or a small one with a declared length is read ahead; a chunked
     // body of unknown size streams, so memory stays bounded whatever its size.
     let replayable = entry.tries > 1
         && (req.body().is_end_stream()
             || declared.is_some_and(|len| len <= state.config.retries.replay_body_bytes));
-    let resend = Resend::new(
-        req,
+    let req = rewrite::request(*req, &target, session.client, upgrade);
+    let mut resend = Resend::new(
+        Box::new(req),
         replayable,
         limit,
         state.timeouts().client_body,
@@ -118,5 +103,5 @@ async fn proxy(
         idempotent,
         wants_upgrade,
     };
-    retry::run(state, plan, resend, session).await
+    retry::run(state, plan, &mut resend, session).await
 }

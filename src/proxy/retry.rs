@@ -39,7 +39,7 @@ pub struct Plan<'a> {
 pub async fn run(
     state: &State,
     plan: Plan<'_>,
-    mut resend: Resend,
+    resend: &mut Resend,
     session: &mut Session,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let entry = plan.entry;
@@ -126,6 +126,7 @@ pub async fn run(
 
 /// A request that can be sent again: a buffered body is re-sent from memory, a
 /// streamed one only if it came back unsent.
+#[allow(clippy::large_enum_variant)] // one per request, on its path's future already
 pub enum Resend {
     /// The head and a body read in full.
     Buffered {
@@ -139,13 +140,13 @@ pub enum Resend {
         body: Bytes,
     },
     /// A request whose body streams; `None` once sent.
-    Streaming(Option<Request<UpstreamBody>>),
+    Streaming(Option<Box<Request<UpstreamBody>>>),
 }
 
 impl Resend {
     /// Reads a small body in full when `replayable`; otherwise leaves it streaming.
     pub async fn new(
-        req: Request<Inbound>,
+        req: Box<Request<Inbound>>,
         replayable: bool,
         limit: Option<u64>,
         idle: Duration,
@@ -157,7 +158,7 @@ impl Resend {
                 parts,
                 UpstreamBody::Streaming(ClientBody::new(body, limit, idle, counted.clone())),
             );
-            return Ok(Resend::Streaming(Some(req)));
+            return Ok(Resend::Streaming(Some(Box::new(req))));
         }
         let body = if body.is_end_stream() {
             Bytes::new()
@@ -176,7 +177,7 @@ impl Resend {
     }
 
     /// The request for the next attempt, if there is one to send.
-    fn take(&mut self) -> Option<Request<UpstreamBody>> {
+    fn take(&mut self) -> Option<Box<Request<UpstreamBody>>> {
         match self {
             Resend::Streaming(req) => req.take(),
             Resend::Buffered {
@@ -189,13 +190,13 @@ impl Resend {
                 *req.method_mut() = method.clone();
                 *req.uri_mut() = uri.clone();
                 *req.headers_mut() = headers.clone();
-                Some(req)
+                Some(Box::new(req))
             }
         }
     }
 
     /// A streamed request that provably was not sent may go again.
-    fn give_back(&mut self, req: Request<UpstreamBody>) {
+    fn give_back(&mut self, req: Box<Request<UpstreamBody>>) {
         if let Resend::Streaming(slot) = self {
             *slot = Some(req);
         }

@@ -93,11 +93,15 @@ impl Answerer {
             req.extensions_mut().insert(s.clone());
             s.begin()
         });
+        // Boxed once here: every async layer below keeps its arguments for its whole
+        // life (and copies them once more), so a request carried by value would take
+        // its 344 bytes several times over in each request's future.
+        let req = Box::new(req);
         async move {
             if let Some(answer) = early {
                 return answer;
             }
-            let mut resp = proxy::answer(state, peer, req, last).await;
+            let mut resp = proxy::handle(state, peer, req, last).await;
             if let Some(guard) = in_flight {
                 guard.finished();
             }
@@ -122,7 +126,8 @@ pub(super) fn h2(
        + 'static {
     let answerer = Answerer::new(conn);
     service_fn(move |req: Request<Incoming>| {
-        let answer = answerer.answer(req.map(Inbound::from));
+        // Boxed: awaiting a future captured by value would hold it twice.
+        let answer = Box::pin(answerer.answer(req.map(Inbound::from)));
         async move { Ok(answer.await) }
     })
 }

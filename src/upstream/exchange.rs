@@ -46,16 +46,21 @@ pub struct Answer {
 }
 
 /// Sends `req` on `conn` and reads the response head.
-pub async fn exchange(conn: &mut Conn, req: Request<UpstreamBody>) -> Result<Answer, SendError> {
-    let (parts, mut body) = req.into_parts();
+///
+/// The request stays boxed: an async function keeps its arguments and locals for its
+/// whole life, and this one is part of every request's future.
+pub async fn exchange(
+    conn: &mut Conn,
+    mut req: Box<Request<UpstreamBody>>,
+) -> Result<Answer, SendError> {
     let framing = request_head::framing(
-        &parts.headers,
-        body.is_end_stream(),
-        body.size_hint().exact(),
+        req.headers(),
+        req.body().is_end_stream(),
+        req.body().size_hint().exact(),
     );
     let mut head = Vec::new();
-    request_head::encode(&parts, framing, &mut head);
-    let buffered = match &body {
+    request_head::encode(&req, framing, &mut head);
+    let buffered = match req.body() {
         UpstreamBody::Buffered(bytes) => Some(bytes.clone().unwrap_or_default()),
         UpstreamBody::Streaming(_) => None,
     };
@@ -63,15 +68,12 @@ pub async fn exchange(conn: &mut Conn, req: Request<UpstreamBody>) -> Result<Ans
     let mut slices = [IoSlice::new(&head), IoSlice::new(first)];
     match write_all(&mut conn.stream, &mut slices).await {
         Ok(()) => {}
-        Err((e, false)) => {
-            return Err(SendError::Unsent(
-                e.into(),
-                Box::new(Request::from_parts(parts, body)),
-            ))
-        }
+        Err((e, false)) => return Err(SendError::Unsent(e.into(), req)),
         Err((e, true)) => return Err(SendError::BeforeResponse(e.into())),
     }
-    let method = parts.method;
+    drop(head);
+    let method = req.method().clone();
+    let body = req.body_mut();
     let max = conn.max_head();
     let first_read = conn.first_read();
     if buffered.is_none() && framing != Framing::None {
@@ -85,7 +87,7 @@ pub async fn exchange(conn: &mut Conn, req: Request<UpstreamBody>) -> Result<Ans
             early = read_head(&mut rd, buf, max, first_read, &method) => {
                 return early.map(|head| Answer { head, reusable: false });
             }
-            sent = send_body(&mut wr, &mut body, framing) => sent,
+            sent = send_body(&mut wr, body, framing) => sent,
         };
         match sent {
             Ok(()) => {}

@@ -3,7 +3,7 @@
 //! (`http::rewrite::request`), so what is left is the framing.
 
 use http::header::{self, HeaderMap};
-use http::request::Parts;
+use http::Request;
 
 /// How the request body is delimited on the backend connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,20 +38,20 @@ pub fn framing(headers: &HeaderMap, end: bool, exact: Option<u64>) -> Framing {
 
 /// Writes the head of `parts` into `dst`: request line, fields, the framing field
 /// relevo adds when the client's did not say, and the empty line.
-pub fn encode(parts: &Parts, framing: Framing, dst: &mut Vec<u8>) {
-    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    dst.reserve(target.len() + 64 + parts.headers.len() * 32);
-    dst.extend_from_slice(parts.method.as_str().as_bytes());
+pub fn encode<B>(req: &Request<B>, framing: Framing, dst: &mut Vec<u8>) {
+    let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    dst.reserve(target.len() + 64 + req.headers().len() * 32);
+    dst.extend_from_slice(req.method().as_str().as_bytes());
     dst.push(b' ');
     dst.extend_from_slice(target.as_bytes());
     dst.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in &parts.headers {
+    for (name, value) in req.headers() {
         dst.extend_from_slice(name.as_str().as_bytes());
         dst.extend_from_slice(b": ");
         dst.extend_from_slice(value.as_bytes());
         dst.extend_from_slice(b"\r\n");
     }
-    let declared = parts.headers.contains_key(header::CONTENT_LENGTH);
+    let declared = req.headers().contains_key(header::CONTENT_LENGTH);
     match framing {
         Framing::Length(n) if !declared => {
             dst.extend_from_slice(b"content-length: ");
@@ -85,12 +85,10 @@ pub fn forwardable_trailer(name: &header::HeaderName) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::Request;
 
     fn head(req: Request<()>, framing: Framing) -> String {
-        let (parts, ()) = req.into_parts();
         let mut dst = Vec::new();
-        encode(&parts, framing, &mut dst);
+        encode(&req, framing, &mut dst);
         String::from_utf8(dst).unwrap()
     }
 
