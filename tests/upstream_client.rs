@@ -85,17 +85,24 @@ async fn an_early_answer_to_an_upload_is_relayed_at_once() {
         "the answer waited for {:?}",
         started.elapsed()
     );
-    assert_eq!(r.header("connection").as_deref(), Some("close"), "{}", r.head);
+    assert_eq!(
+        r.header("connection").as_deref(),
+        Some("close"),
+        "{}",
+        r.head
+    );
 }
 
-// RFC 9110 §15.2: interim responses (100 Continue, 103 Early Hints) are not the
-// answer: the final response after them is relayed whole, and the connection, whose
-// framing stayed intact, is reused.
+// RFC 9110 §15.2: a proxy forwards interim responses (here 103 Early Hints, RFC
+// 8297) to HTTP/1.1 clients, never to HTTP/1.0 ones; the `100 Continue` relevo asked
+// for itself (it answers the client's `Expect`) is not forwarded. The final response
+// after them is relayed whole, and the backend connection, whose framing stayed
+// intact, is reused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn interim_responses_are_not_taken_for_the_answer() {
+async fn interim_responses_reach_http11_clients_before_the_answer() {
     let (addr, conns) = backend_with(|mut r| async move {
         while read_request_head(&mut r).await {
-            let reply: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+            let reply: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\nConnection: x-hop\r\nX-Hop: 1\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
             if r.get_mut().write_all(reply).await.is_err() {
                 return;
             }
@@ -103,11 +110,54 @@ async fn interim_responses_are_not_taken_for_the_answer() {
     })
     .await;
     let p = start_proxy(vec![host("app.test", &[addr])], |_| {});
+    let mut c = connect(p.addr).await;
     for _ in 0..2 {
-        let r = get(p.addr, "app.test", "/", "").await;
+        send(&mut c, b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n").await;
+        let hints = read_head(&mut c).await;
+        assert!(hints.starts_with("HTTP/1.1 103 "), "{hints}");
+        assert!(hints.contains("link: </s.css>; rel=preload"), "{hints}");
+        assert!(!hints.to_ascii_lowercase().contains("x-hop"), "{hints}");
+        let r = read_reply(&mut c).await;
         assert_eq!((r.status, r.body.as_str()), (200, "ok"), "{}", r.head);
     }
+    let text = raw(p.addr, b"GET / HTTP/1.0\r\nHost: app.test\r\n\r\n").await;
+    assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{text}");
     assert_eq!(conns.load(Ordering::SeqCst), 1);
+}
+
+// RFC 8297 §2: early hints are useful only if they come before the final response
+// is ready: here the backend sends the final response only after the client has
+// received the 103.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_hints_reach_the_client_while_the_answer_is_prepared() {
+    let hinted = Arc::new(tokio::sync::Notify::new());
+    let go = hinted.clone();
+    let (addr, _) = backend_with(move |mut r| {
+        let go = go.clone();
+        async move {
+            if !read_request_head(&mut r).await {
+                return;
+            }
+            let s = r.get_mut();
+            let _ = s
+                .write_all(b"HTTP/1.1 103 Early Hints\r\nLink: </a.js>; rel=preload\r\n\r\n")
+                .await;
+            go.notified().await;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal")
+                .await;
+        }
+    })
+    .await;
+    let p = start_proxy(vec![host("app.test", &[addr])], |_| {});
+    let mut c = connect(p.addr).await;
+    send(&mut c, b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n").await;
+    let hints = tokio::time::timeout(WAIT, read_head(&mut c)).await.unwrap();
+    assert!(hints.starts_with("HTTP/1.1 103 "), "{hints}");
+    hinted.notify_one();
+    let r = read_reply(&mut c).await;
+    assert_eq!((r.status, r.body.as_str()), (200, "final"), "{}", r.head);
 }
 
 // RFC 9110 §15.2.2: after a 101 the connection belongs to the new protocol; bytes

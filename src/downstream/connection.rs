@@ -23,6 +23,7 @@ use tracing::debug;
 use super::chunked;
 use super::client_stream::linger_halves;
 use super::head::{self, Framing as RequestFraming, Head, HeadError};
+use super::interim::Interim;
 use super::listener::Accepted;
 use super::reader::{ReadHalf, Reader};
 use super::request_body::{Inbound, Returned, WireBody};
@@ -214,13 +215,27 @@ where
     // and watching an otherwise quiet client for a close (which cancels it).
     // In a block of its own, so that the answer's future (the largest part of this
     // one) is gone before the response is written and does not add to its size.
-    let resp = {
+    let (resp, interim) = {
+        let mut request = request;
+        // RFC 9110 §15.2: interim responses go to HTTP/1.1 clients only.
+        let interim = (version == http::Version::HTTP_11).then(|| {
+            let interim = Interim::default();
+            request.extensions_mut().insert(interim.clone());
+            interim
+        });
         let answer = service.answer(request);
         tokio::pin!(answer);
         let mut asked_continue = asked_continue;
-        loop {
+        let resp = loop {
             tokio::select! {
                 resp = &mut answer => break resp,
+                head = next_interim(interim.as_ref()) => {
+                    let mut bytes = Vec::with_capacity(128);
+                    response::write_interim(&head, &mut bytes);
+                    if writer.write_all(&mut [IoSlice::new(&bytes)]).await.is_err() {
+                        return Served::Drop;
+                    }
+                }
                 wanted = continue_wanted(&mut asked_continue) => {
                     if !wanted {
                         continue;
@@ -237,7 +252,8 @@ where
                     }
                 }
             }
-        }
+        };
+        (resp, interim.map(|i| i.drain()).unwrap_or_default())
     };
     let mut resp = resp;
     // A body already given up (the backend answered before reading it all, or relevo
@@ -263,6 +279,10 @@ where
         None
     };
     let mut head_buf = Vec::with_capacity(256);
+    // Interim heads that came with the final one go out first, in the same write.
+    for head in &interim {
+        response::write_interim(head, &mut head_buf);
+    }
     let written = response::write_head(&resp, asked, &mut head_buf);
     if let Err(e) = write_body(writer, head_buf, resp.into_body(), written.framing).await {
         debug!(client = %peer, "response not completed: {e}");
@@ -410,6 +430,14 @@ async fn fill_some(reader: &mut Option<Reader>, max: usize) -> std::io::Result<u
     match reader {
         Some(reader) if reader.buf.len() < max => reader.fill().await,
         _ => std::future::pending().await,
+    }
+}
+
+/// The next interim response to relay; pending forever when there is no channel.
+async fn next_interim(interim: Option<&Interim>) -> http::response::Parts {
+    match interim {
+        Some(interim) => std::future::poll_fn(|cx| interim.poll_next(cx)).await,
+        None => std::future::pending().await,
     }
 }
 

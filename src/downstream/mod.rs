@@ -8,6 +8,7 @@ pub mod client_stream;
 pub mod connection;
 pub mod h2;
 pub mod head;
+pub mod interim;
 pub mod listener;
 pub mod reader;
 pub mod request_body;

@@ -51,6 +51,16 @@ pub struct Written {
     pub keep_alive: bool,
 }
 
+/// Writes an interim (1xx) response head relayed from a backend (RFC 9110 §15.2):
+/// status line and fields, no framing of its own.
+pub fn write_interim(head: &http::response::Parts, dst: &mut Vec<u8>) {
+    status_line(head.status, dst);
+    for (name, value) in &head.headers {
+        field(dst, name.as_str().as_bytes(), value.as_bytes());
+    }
+    dst.extend_from_slice(b"\r\n");
+}
+
 /// Writes `resp`'s head into `dst` for a request that asked `asked`.
 pub fn write_head<B: Body>(resp: &Response<B>, asked: Asked<'_>, dst: &mut Vec<u8>) -> Written {
     let status = resp.status();

@@ -10,6 +10,7 @@ use tracing::debug;
 
 use super::response_body::ProxyBody;
 use super::state::{Entry, State};
+use crate::downstream::interim::Interim;
 use crate::downstream::request_body::UpstreamBody;
 use crate::http::{rewrite, ProxyError};
 use crate::upstream::backend::Queue;
@@ -45,11 +46,13 @@ impl From<ProxyError> for Failure {
 
 /// How one attempt is made.
 #[derive(Debug, Clone, Copy)]
-pub struct How {
+pub struct How<'a> {
     /// Skip the pool: the previous attempt met a stale pooled connection.
     pub fresh: bool,
     /// Give up at this instant (the retry budget).
     pub deadline: Instant,
+    /// Where the backend's interim responses go (HTTP/1.1 clients only).
+    pub interim: Option<&'a Interim>,
 }
 
 /// Sends `req` to `backend` and returns the response with its body streaming from
@@ -60,7 +63,7 @@ pub async fn exchange(
     backend: &Arc<Backend>,
     req: Box<Request<UpstreamBody>>,
     state: &State,
-    how: How,
+    how: How<'_>,
 ) -> Result<Exchanged, Failure> {
     let passive = &state.config.passive;
     let in_flight = backend.start_request();
@@ -78,7 +81,7 @@ pub async fn exchange(
             timeout: timeouts.queue.min(left),
         },
     };
-    match send(backend, req, limits, how.fresh).await {
+    match send(backend, req, limits, how).await {
         Ok((answer, conn, connect_time)) => {
             backend.latency.observe(started.elapsed());
             let status = answer.head.parts.status;
@@ -142,7 +145,7 @@ async fn send(
     backend: &Backend,
     mut req: Box<Request<UpstreamBody>>,
     limits: Limits,
-    fresh: bool,
+    how: How<'_>,
 ) -> Result<(Answer, PooledConn, Option<Duration>), Failure> {
     let unsent = |error: ProxyError, req: Box<Request<UpstreamBody>>| Failure {
         error,
@@ -153,7 +156,7 @@ async fn send(
         Err(error) => return Err(unsent(error, req)),
     };
     let mut connect_started = Instant::now();
-    let conn = if fresh {
+    let conn = if how.fresh {
         backend.connect(slot, limits.connect).await
     } else {
         backend.checkout(slot, limits.connect).await
@@ -164,7 +167,11 @@ async fn send(
     };
     let addr = backend.addr;
     loop {
-        let sent = tokio::time::timeout(limits.response, wire::exchange(conn.conn(), req)).await;
+        let sent = tokio::time::timeout(
+            limits.response,
+            wire::exchange(conn.conn(), req, how.interim),
+        )
+        .await;
         let error = match sent {
             Err(_) => ProxyError::ResponseTimeout(addr),
             Ok(Ok(answer)) => {

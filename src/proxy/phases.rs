@@ -14,6 +14,7 @@ use super::retry::{self, Plan, Resend};
 use super::session::Session;
 use super::state::State;
 use super::tunnel;
+use crate::downstream::interim::Interim;
 use crate::downstream::request_body::Inbound;
 use crate::http::{checks, host, rewrite, ProxyError, Side};
 
@@ -81,6 +82,7 @@ async fn proxy(
     // connection relays the tunnel once the backend's 101 is written.
     let upgrade = rewrite::upgrade_protocol(&req);
     let wants_upgrade = upgrade.is_some();
+    let interim = req.extensions_mut().remove::<Interim>();
 
     // Rewrite the head once; keep the body where a retry can find it again.
     // Only an empty body or a small one with a declared length is read ahead; a chunked
@@ -102,6 +104,7 @@ async fn proxy(
         affinity,
         idempotent,
         wants_upgrade,
+        interim,
     };
     retry::run(state, plan, &mut resend, session).await
 }

@@ -17,6 +17,7 @@ use super::response_body::ProxyBody;
 use super::session::Session;
 use super::state::{Entry, State};
 use super::tunnel;
+use crate::downstream::interim::Interim;
 use crate::downstream::request_body::{ClientBody, Inbound, UpstreamBody};
 use crate::http::{ProxyError, Retry};
 use crate::routing::NoPick;
@@ -32,6 +33,8 @@ pub struct Plan<'a> {
     pub idempotent: bool,
     /// Whether the client asked for an upgrade (a 101 is expected only then).
     pub wants_upgrade: bool,
+    /// Where interim responses go, when the client can take them.
+    pub interim: Option<Interim>,
 }
 
 /// Tries `resend` on the entry's backends until one answers or retrying is no longer
@@ -70,7 +73,11 @@ pub async fn run(
         session.attempts += 1;
         let Some(request) = resend.take() else { break };
         let sent = Instant::now();
-        let how = How { fresh, deadline };
+        let how = How {
+            fresh,
+            deadline,
+            interim: plan.interim.as_ref(),
+        };
         let failure = match attempt::exchange(entry, &backend, request, state, how).await {
             Ok(Exchanged::Response(resp, connect_time)) => {
                 session.upstream_time = Some(sent.elapsed());

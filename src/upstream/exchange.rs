@@ -1,8 +1,8 @@
 //! One request on a backend connection, driven by the client connection's own task:
 //! the head (with a buffered body) in one write, a streamed body chunk by chunk while
 //! watching for an early answer, then the response head. Informational responses
-//! other than 101 are dropped, as hyper's client does (RFC 9110 §15.2: a proxy need
-//! not forward them to a client that did not ask).
+//! (RFC 9110 §15.2) other than 100 and 101 go to the client as they come (`Interim`),
+//! `100 Continue` is dropped (relevo answers the client's `Expect` itself).
 
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
@@ -17,9 +17,10 @@ use super::conn::{poll_fill, Conn};
 use super::request_head::{self, forwardable_trailer, Framing};
 use super::response_head::{self, ResponseHead};
 use crate::downstream::chunked;
+use crate::downstream::interim::Interim;
 use crate::downstream::request_body::UpstreamBody;
 use crate::http::error::ClientBodyError;
-use crate::http::BackendFault;
+use crate::http::{rewrite, BackendFault};
 
 /// Why an exchange failed, with what the retry logic must know.
 #[derive(Debug)]
@@ -52,6 +53,7 @@ pub struct Answer {
 pub async fn exchange(
     conn: &mut Conn,
     mut req: Box<Request<UpstreamBody>>,
+    interim: Option<&Interim>,
 ) -> Result<Answer, SendError> {
     let framing = request_head::framing(
         req.headers(),
@@ -84,7 +86,7 @@ pub async fn exchange(
             // A backend may answer before it has read the body (a 413, a redirect): the
             // answer is relayed and the rest of the body is not sent (nor the connection
             // reused).
-            early = read_head(&mut rd, buf, max, first_read, &method) => {
+            early = read_head(&mut rd, buf, max, first_read, &method, interim) => {
                 return early.map(|head| Answer { head, reusable: false });
             }
             sent = send_body(&mut wr, body, framing) => sent,
@@ -94,8 +96,15 @@ pub async fn exchange(
             Err(Sending::Client(e)) => return Err(SendError::Client(e)),
             // The backend stopped reading: it may have said why.
             Err(Sending::Write(e)) => {
-                return match read_head(&mut conn.stream, &mut conn.buf, max, first_read, &method)
-                    .await
+                return match read_head(
+                    &mut conn.stream,
+                    &mut conn.buf,
+                    max,
+                    first_read,
+                    &method,
+                    interim,
+                )
+                .await
                 {
                     Ok(head) => Ok(Answer {
                         head,
@@ -106,18 +115,27 @@ pub async fn exchange(
             }
         }
     }
-    let head = read_head(&mut conn.stream, &mut conn.buf, max, first_read, &method).await?;
+    let head = read_head(
+        &mut conn.stream,
+        &mut conn.buf,
+        max,
+        first_read,
+        &method,
+        interim,
+    )
+    .await?;
     let reusable = head.keep_alive;
     Ok(Answer { head, reusable })
 }
 
-/// Reads the response head, skipping informational ones other than 101.
+/// Reads the response head; informational ones other than 101 go to `interim`.
 async fn read_head<R: AsyncRead + Unpin>(
     io: &mut R,
     buf: &mut BytesMut,
     max: usize,
     first_read: usize,
     method: &Method,
+    interim: Option<&Interim>,
 ) -> Result<ResponseHead, SendError> {
     let mut answered = false;
     loop {
@@ -128,7 +146,14 @@ async fn read_head<R: AsyncRead + Unpin>(
                     if head.parts.status.is_informational()
                         && head.parts.status != StatusCode::SWITCHING_PROTOCOLS =>
                 {
-                    continue
+                    if let Some(interim) =
+                        interim.filter(|_| head.parts.status != StatusCode::CONTINUE)
+                    {
+                        let mut parts = head.parts;
+                        rewrite::strip_hop_by_hop(&mut parts.headers);
+                        interim.send(parts);
+                    }
+                    continue;
                 }
                 Some(head) => return Ok(head),
                 None => {}
