@@ -63,20 +63,20 @@ pub trait Answers {
     type Body: Body<Data = Bytes, Error: std::fmt::Display> + Send + Unpin + 'static;
     /// The future of a response.
     type Answer: Future<Output = Response<Self::Body>> + Send + 'static;
-    /// The answer to `req`.
-    fn answer(&mut self, req: Request<Inbound>) -> Self::Answer;
+    /// The answer to `req`; the backend's interim responses go to `interim`.
+    fn answer(&mut self, req: Request<Inbound>, interim: Option<Interim>) -> Self::Answer;
 }
 
 impl<F, Fut, B> Answers for F
 where
-    F: FnMut(Request<Inbound>) -> Fut,
+    F: FnMut(Request<Inbound>, Option<Interim>) -> Fut,
     Fut: Future<Output = Response<B>> + Send + 'static,
     B: Body<Data = Bytes, Error: std::fmt::Display> + Send + Unpin + 'static,
 {
     type Body = B;
     type Answer = Fut;
-    fn answer(&mut self, req: Request<Inbound>) -> Fut {
-        self(req)
+    fn answer(&mut self, req: Request<Inbound>, interim: Option<Interim>) -> Fut {
+        self(req, interim)
     }
 }
 
@@ -216,18 +216,15 @@ where
     // In a block of its own, so that the answer's future (the largest part of this
     // one) is gone before the response is written and does not add to its size.
     let (resp, interim) = {
-        let mut request = request;
         // RFC 9110 §15.2: interim responses go to HTTP/1.1 clients only.
-        let interim = (version == http::Version::HTTP_11).then(|| {
-            let interim = Interim::default();
-            request.extensions_mut().insert(interim.clone());
-            interim
-        });
-        let answer = service.answer(request);
+        let interim = (version == http::Version::HTTP_11).then(Interim::default);
+        let answer = service.answer(request, interim.clone());
         tokio::pin!(answer);
         let mut asked_continue = asked_continue;
         let resp = loop {
             tokio::select! {
+                // In this order: the answer first, no random draw per poll.
+                biased;
                 resp = &mut answer => break resp,
                 head = next_interim(interim.as_ref()) => {
                     let mut bytes = Vec::with_capacity(128);

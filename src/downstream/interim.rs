@@ -47,7 +47,9 @@ impl Interim {
     pub fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Parts> {
         let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if slot.heads.is_empty() {
-            slot.waker = Some(cx.waker().clone());
+            if !slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                slot.waker = Some(cx.waker().clone());
+            }
             return Poll::Pending;
         }
         Poll::Ready(slot.heads.remove(0))

@@ -19,18 +19,20 @@ use crate::downstream::request_body::Inbound;
 use crate::http::{checks, host, rewrite, ProxyError, Side};
 
 /// The service entry point of both connection layers: every error becomes a response.
-/// `last` marks the last request the connection may carry (`max_requests_per_connection`).
+/// `last` marks the last request the connection may carry (`max_requests_per_connection`);
+/// `interim` is where a backend's 1xx responses go, when the client can take them.
 pub async fn handle(
     state: Arc<State>,
     client: SocketAddr,
     req: Box<Request<Inbound>>,
     last: bool,
+    interim: Option<Interim>,
 ) -> Response<ProxyBody> {
     let mut session = Box::new(Session::new(client, &req, state.clone()));
     // A body we did not read would be parsed as the next request if the connection
     // stayed open, so an early answer closes it.
     let unread_body = !req.body().is_end_stream();
-    let mut resp = match proxy(&state, req, &mut session).await {
+    let mut resp = match proxy(&state, req, &mut session, interim).await {
         Ok(resp) => resp,
         Err(err) => {
             match err.side() {
@@ -53,6 +55,7 @@ async fn proxy(
     state: &State,
     mut req: Box<Request<Inbound>>,
     session: &mut Session,
+    interim: Option<Interim>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     checks::before_routing(&req, state.config.limits.max_uri_bytes)?;
     if req.method() == Method::CONNECT {
@@ -82,7 +85,6 @@ async fn proxy(
     // connection relays the tunnel once the backend's 101 is written.
     let upgrade = rewrite::upgrade_protocol(&req);
     let wants_upgrade = upgrade.is_some();
-    let interim = req.extensions_mut().remove::<Interim>();
 
     // Rewrite the head once; keep the body where a retry can find it again.
     // Only an empty body or a small one with a declared length is read ahead; a chunked

@@ -203,7 +203,7 @@ impl Server {
                 streams: None,
                 https_port,
             });
-            let service = move |req| answerer.answer(req);
+            let service = move |req, interim| answerer.answer(req, interim);
             tokio::spawn(connection::serve(accepted, settings, service, stop.clone()));
         };
         let timeout = self.state.load().config.timeouts.shutdown;

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use crate::downstream::connection::Drain;
 use crate::downstream::h2::Streams;
+use crate::downstream::interim::Interim;
 use crate::downstream::request_body::Inbound;
 use crate::downstream::tls::Negotiated;
 use crate::http::{host, page, rewrite};
@@ -62,10 +63,11 @@ impl Answerer {
         }
     }
 
-    /// The answer to `req`.
+    /// The answer to `req`; interim responses go to `interim` (HTTP/1.1 clients).
     pub(super) fn answer(
         &self,
         mut req: Request<Inbound>,
+        interim: Option<Interim>,
     ) -> impl Future<Output = Response<ProxyBody>> + Send + 'static {
         let conn = &self.conn;
         let protocol = self.protocol;
@@ -101,7 +103,7 @@ impl Answerer {
             if let Some(answer) = early {
                 return answer;
             }
-            let mut resp = proxy::handle(state, peer, req, last).await;
+            let mut resp = proxy::handle(state, peer, req, last, interim).await;
             if let Some(guard) = in_flight {
                 guard.finished();
             }
@@ -127,7 +129,7 @@ pub(super) fn h2(
     let answerer = Answerer::new(conn);
     service_fn(move |req: Request<Incoming>| {
         // Boxed: awaiting a future captured by value would hold it twice.
-        let answer = Box::pin(answerer.answer(req.map(Inbound::from)));
+        let answer = Box::pin(answerer.answer(req.map(Inbound::from), None));
         async move { Ok(answer.await) }
     })
 }

@@ -67,7 +67,7 @@ pub(super) async fn run(
                 h2::serve(accepted, settings, &limits, service, streams, stop).await;
             } else {
                 let answerer = service::Answerer::new(conn);
-                let service = move |req| answerer.answer(req);
+                let service = move |req, interim| answerer.answer(req, interim);
                 connection::serve(accepted, settings, service, stop).await;
             }
         });
