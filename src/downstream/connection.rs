@@ -64,18 +64,21 @@ pub trait Answers {
     /// The future of a response.
     type Answer: Future<Output = Response<Self::Body>> + Send + 'static;
     /// The answer to `req`; the backend's interim responses go to `interim`.
-    fn answer(&mut self, req: Request<Inbound>, interim: Option<Interim>) -> Self::Answer;
+    /// (Boxed: every async layer below keeps its arguments for its whole life, and
+    /// copies them once more, so a request carried by value would take its 344 bytes
+    /// several times over in each request's future.)
+    fn answer(&mut self, req: Box<Request<Inbound>>, interim: Option<Interim>) -> Self::Answer;
 }
 
 impl<F, Fut, B> Answers for F
 where
-    F: FnMut(Request<Inbound>, Option<Interim>) -> Fut,
+    F: FnMut(Box<Request<Inbound>>, Option<Interim>) -> Fut,
     Fut: Future<Output = Response<B>> + Send + 'static,
     B: Body<Data = Bytes, Error: std::fmt::Display> + Send + Unpin + 'static,
 {
     type Body = B;
     type Answer = Fut;
-    fn answer(&mut self, req: Request<Inbound>, interim: Option<Interim>) -> Fut {
+    fn answer(&mut self, req: Box<Request<Inbound>>, interim: Option<Interim>) -> Fut {
         self(req, interim)
     }
 }
@@ -211,47 +214,19 @@ where
         accepts_trailers,
     } = exchange;
 
-    // The answer, meanwhile sending `100 Continue` when the body is first read
-    // and watching an otherwise quiet client for a close (which cancels it).
-    // In a block of its own, so that the answer's future (the largest part of this
-    // one) is gone before the response is written and does not add to its size.
-    let (resp, interim) = {
-        // RFC 9110 §15.2: interim responses go to HTTP/1.1 clients only.
-        let interim = (version == http::Version::HTTP_11).then(Interim::default);
-        let answer = service.answer(request, interim.clone());
-        tokio::pin!(answer);
-        let mut asked_continue = asked_continue;
-        let resp = loop {
-            tokio::select! {
-                // In this order: the answer first, no random draw per poll.
-                biased;
-                resp = &mut answer => break resp,
-                head = next_interim(interim.as_ref()) => {
-                    let mut bytes = Vec::with_capacity(128);
-                    response::write_interim(&head, &mut bytes);
-                    if writer.write_all(&mut [IoSlice::new(&bytes)]).await.is_err() {
-                        return Served::Drop;
-                    }
-                }
-                wanted = continue_wanted(&mut asked_continue) => {
-                    if !wanted {
-                        continue;
-                    }
-                    let mut line = [IoSlice::new(b"HTTP/1.1 100 Continue\r\n\r\n")];
-                    if writer.write_all(&mut line).await.is_err() {
-                        return Served::Drop;
-                    }
-                }
-                filled = fill_some(&mut reader_at_home, settings.max_header_bytes) => {
-                    if !matches!(filled, Ok(n) if n > 0) {
-                        debug!(client = %peer, "client closed with its request in flight");
-                        return Served::Drop;
-                    }
-                }
-            }
-        };
-        (resp, interim.map(|i| i.drain()).unwrap_or_default())
+    // RFC 9110 §15.2: interim responses go to HTTP/1.1 clients only.
+    let interim = (version == http::Version::HTTP_11).then(Interim::default);
+    let waited = Waiting {
+        writer: &mut *writer,
+        asked_continue,
+        reader_at_home: &mut reader_at_home,
+        max_header_bytes: settings.max_header_bytes,
+        peer,
     };
+    let Some(resp) = wait_for(service, Box::new(request), interim.as_ref(), waited).await else {
+        return Served::Drop;
+    };
+    let interim = interim.map(|i| i.drain()).unwrap_or_default();
     let mut resp = resp;
     // A body already given up (the backend answered before reading it all, or relevo
     // refused the request): the connection closes after this answer, and says so
@@ -313,6 +288,63 @@ where
         return Served::Close(back);
     }
     Served::Again(back)
+}
+
+/// What the wait for an answer works with besides the answer.
+struct Waiting<'a, W> {
+    /// Where a `100 Continue` or an interim response is written.
+    writer: &'a mut Writer<W>,
+    /// Fires when a `100 Continue` is owed.
+    asked_continue: Option<oneshot::Receiver<()>>,
+    /// The reader, when the request has no body to take it: watched for a close.
+    reader_at_home: &'a mut Option<Reader>,
+    /// How much pipelined input may be kept meanwhile.
+    max_header_bytes: usize,
+    /// For the log.
+    peer: SocketAddr,
+}
+
+/// The service's answer, meanwhile sending `100 Continue` when the body is first read,
+/// relaying interim responses, and watching an otherwise quiet client for a close
+/// (which cancels the request: `None`). A function of its own, so that the answer's
+/// future (the largest part of a request's state) is not kept beside the response
+/// being written: the exchange's future holds one or the other.
+async fn wait_for<W, S: Answers>(
+    service: &mut S,
+    request: Box<Request<Inbound>>,
+    interim: Option<&Interim>,
+    mut w: Waiting<'_, W>,
+) -> Option<Response<S::Body>>
+where
+    W: AsyncWrite + Unpin,
+{
+    let answer = service.answer(request, interim.cloned());
+    tokio::pin!(answer);
+    loop {
+        tokio::select! {
+            // In this order: the answer first, no random draw per poll.
+            biased;
+            resp = &mut answer => return Some(resp),
+            head = next_interim(interim) => {
+                let mut bytes = Vec::with_capacity(128);
+                response::write_interim(&head, &mut bytes);
+                w.writer.write_all(&mut [IoSlice::new(&bytes)]).await.ok()?;
+            }
+            wanted = continue_wanted(&mut w.asked_continue) => {
+                if !wanted {
+                    continue;
+                }
+                let mut line = [IoSlice::new(b"HTTP/1.1 100 Continue\r\n\r\n")];
+                w.writer.write_all(&mut line).await.ok()?;
+            }
+            filled = fill_some(w.reader_at_home, w.max_header_bytes) => {
+                if !matches!(filled, Ok(n) if n > 0) {
+                    debug!(client = %w.peer, "client closed with its request in flight");
+                    return None;
+                }
+            }
+        }
+    }
 }
 
 /// What waiting for a head came to.

@@ -66,7 +66,7 @@ impl Answerer {
     /// The answer to `req`; interim responses go to `interim` (HTTP/1.1 clients).
     pub(super) fn answer(
         &self,
-        mut req: Request<Inbound>,
+        mut req: Box<Request<Inbound>>,
         interim: Option<Interim>,
     ) -> impl Future<Output = Response<ProxyBody>> + Send + 'static {
         let conn = &self.conn;
@@ -82,12 +82,14 @@ impl Answerer {
                 .is_some_and(|max| n >= max)
                 || conn.stop.has_changed().unwrap_or(true));
         conn.stats.requests_by_protocol[protocol.index()].fetch_add(1, Ordering::Relaxed);
+        // Boxed: rare, and otherwise part of every request's future.
         let early = match &conn.tls {
             Some(tls) => misdirected(&req, tls),
             None => conn
                 .https_port
                 .and_then(|port| to_https(&req, &state, port)),
-        };
+        }
+        .map(Box::new);
         req.extensions_mut().insert(protocol);
         let peer = conn.peer;
         let in_flight = conn.streams.as_ref().map(|s| {
@@ -95,13 +97,9 @@ impl Answerer {
             req.extensions_mut().insert(s.clone());
             s.begin()
         });
-        // Boxed once here: every async layer below keeps its arguments for its whole
-        // life (and copies them once more), so a request carried by value would take
-        // its 344 bytes several times over in each request's future.
-        let req = Box::new(req);
         async move {
             if let Some(answer) = early {
-                return answer;
+                return *answer;
             }
             let mut resp = proxy::handle(state, peer, req, last, interim).await;
             if let Some(guard) = in_flight {
@@ -129,7 +127,7 @@ pub(super) fn h2(
     let answerer = Answerer::new(conn);
     service_fn(move |req: Request<Incoming>| {
         // Boxed: awaiting a future captured by value would hold it twice.
-        let answer = Box::pin(answerer.answer(req.map(Inbound::from), None));
+        let answer = Box::pin(answerer.answer(Box::new(req.map(Inbound::from)), None));
         async move { Ok(answer.await) }
     })
 }
