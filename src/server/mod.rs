@@ -203,7 +203,9 @@ impl Server {
                 streams: None,
                 https_port,
             });
-            let service = move |req, interim| answerer.answer(req, interim);
+            // Boxed: the connection's future would otherwise hold the service's 152
+            // bytes three times over (each async layer keeps its arguments), idle or not.
+            let service = Box::new(move |req, interim| answerer.answer(req, interim));
             tokio::spawn(connection::serve(accepted, settings, service, stop.clone()));
         };
         let timeout = self.state.load().config.timeouts.shutdown;

@@ -67,7 +67,9 @@ pub(super) async fn run(
                 h2::serve(accepted, settings, &limits, service, streams, stop).await;
             } else {
                 let answerer = service::Answerer::new(conn);
-                let service = move |req, interim| answerer.answer(req, interim);
+                // Boxed: the connection's future would otherwise hold the service's 152
+                // bytes three times over (each async layer keeps its arguments), idle or not.
+                let service = Box::new(move |req, interim| answerer.answer(req, interim));
                 connection::serve(accepted, settings, service, stop).await;
             }
         });
