@@ -1,0 +1,22 @@
+#!/bin/bash
+# Usage: bench/active.sh BIN   (nginx, wrk, curl installed; needs 20,000 open files)
+# Peak RSS of relevo with 10,000 active clients: wrk -t2 -c10000 -d10s, two nginx backends.
+BIN=$1
+W=$(mktemp -d); sed "s|/tmp/cg|$W|g" /work/main/bench/callgrind/nginx.conf > $W/nginx.conf
+ulimit -n 20000
+nginx -c $W/nginx.conf & NG=$!
+cat > $W/relevo.toml <<EOT
+listen = "127.0.0.1:29110"
+threads = 1
+access_log = false
+log_level = "warn"
+[limits]
+max_connections = 20000
+[hosts]
+"127.0.0.1" = ["127.0.0.1:29101", "127.0.0.1:29102"]
+EOT
+$BIN run --config $W/relevo.toml 2>$W/err & P=$!
+for _ in $(seq 50); do curl -s -o /dev/null http://127.0.0.1:29110/ && break; sleep 0.1; done
+wrk -t2 -c10000 -d10s --timeout 20s http://127.0.0.1:29110/ > $W/wrk.out 2>&1
+echo "$(basename $BIN): $(grep VmHWM /proc/$P/status) $(grep -E 'Requests/sec|Socket errors|Non-2xx' $W/wrk.out | tr '\n' ' ')"
+kill $P $NG; wait 2>/dev/null
