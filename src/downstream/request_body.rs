@@ -21,7 +21,7 @@ use super::chunked::{Decoder, Step};
 use super::reader::Reader;
 use crate::http::error::ClientBodyError;
 
-/// Boxed error of the body types, as hyper's client expects.
+/// Boxed error of the body types (what hyper and the upstream client take).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What a `WireBody` sends back to its connection: the reader, and whether the body
