@@ -1,8 +1,9 @@
 #!/bin/bash
 # Usage: bench/active.sh BIN   (nginx, wrk, curl installed; needs 20,000 open files)
+HERE=$(cd "$(dirname "$0")" && pwd)
 # Peak RSS of relevo with 10,000 active clients: wrk -t2 -c10000 -d10s, two nginx backends.
 BIN=$1
-W=$(mktemp -d); sed "s|/tmp/cg|$W|g" /work/main/bench/callgrind/nginx.conf > $W/nginx.conf
+W=$(mktemp -d); sed "s|/tmp/cg|$W|g" $HERE/callgrind/nginx.conf > $W/nginx.conf
 ulimit -n 20000
 nginx -c $W/nginx.conf & NG=$!
 cat > $W/relevo.toml <<EOT

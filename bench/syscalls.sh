@@ -1,10 +1,11 @@
 #!/bin/bash
 # Usage: bench/syscalls.sh BIN   (strace, nginx, wrk, curl installed): system calls per request
+HERE=$(cd "$(dirname "$0")" && pwd)
 # syscalls per request: strace -c on relevo during a 5 s wrk run
 BIN=$1
-W=$(mktemp -d); sed "s|/tmp/cg|$W|g" /work/main/bench/callgrind/nginx.conf > $W/nginx.conf
+W=$(mktemp -d); sed "s|/tmp/cg|$W|g" $HERE/callgrind/nginx.conf > $W/nginx.conf
 nginx -c $W/nginx.conf & NG=$!
-$BIN run --config /work/main/bench/callgrind/relevo.toml 2>/dev/null & P=$!
+$BIN run --config $HERE/callgrind/relevo.toml 2>/dev/null & P=$!
 for _ in $(seq 50); do curl -s -o /dev/null http://127.0.0.1:29110/ && break; sleep 0.1; done
 strace -c -f -p $P -o $W/strace.out & S=$!
 sleep 0.5

@@ -244,7 +244,7 @@ impl Meaning {
 }
 
 /// RFC 9110 §8.6: `1*DIGIT`, nothing else (hyper's `content_length_parse`).
-fn content_length(v: &[u8]) -> Option<u64> {
+pub fn content_length(v: &[u8]) -> Option<u64> {
     if v.is_empty() || v.len() > 19 {
         return None;
     }
@@ -259,7 +259,8 @@ pub fn has_token(v: &[u8], token: &[u8]) -> bool {
         .any(|e| e.trim_ascii().eq_ignore_ascii_case(token))
 }
 
-fn last_element(v: &[u8]) -> &[u8] {
+/// The last element of a comma-separated list field, trimmed.
+pub fn last_element(v: &[u8]) -> &[u8] {
     v.rsplit(|&b| b == b',').next().unwrap_or(v).trim_ascii()
 }
 

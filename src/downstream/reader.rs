@@ -90,10 +90,30 @@ impl Reader {
     /// Gives the buffer's memory back when nothing is buffered: called before a
     /// connection goes idle.
     pub fn release_if_empty(&mut self) {
-        if self.buf.is_empty() && self.buf.capacity() > 0 {
-            self.buf = BytesMut::new();
-        }
+        release_if_empty(&mut self.buf);
     }
+}
+
+/// Frees `buf`'s memory when nothing is in it (a buffer that exists only while there
+/// is something to hold: this reader's, and a backend connection's).
+pub fn release_if_empty(buf: &mut BytesMut) {
+    if buf.is_empty() && buf.capacity() > 0 {
+        *buf = BytesMut::new();
+    }
+}
+
+/// Hands what `buf` holds to a reader of the stream (as much as `out` takes), freeing
+/// the buffer once empty; false when nothing was buffered. What a tunnel reads first
+/// after a head, on either side.
+pub fn read_buffered(buf: &mut BytesMut, out: &mut ReadBuf<'_>) -> bool {
+    if buf.is_empty() {
+        return false;
+    }
+    let n = buf.len().min(out.remaining());
+    out.put_slice(&buf[..n]);
+    buf.advance(n);
+    release_if_empty(buf);
+    true
 }
 
 impl AsyncRead for Reader {
@@ -103,11 +123,7 @@ impl AsyncRead for Reader {
         cx: &mut Context<'_>,
         out: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if !self.buf.is_empty() {
-            let n = self.buf.len().min(out.remaining());
-            out.put_slice(&self.buf[..n]);
-            self.buf.advance(n);
-            self.release_if_empty();
+        if read_buffered(&mut self.buf, out) {
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut self.io).poll_read(cx, out)

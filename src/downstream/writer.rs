@@ -26,15 +26,9 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
     /// as the kernel allows; then flushes (a no-op for TCP, a record for TLS).
     pub async fn write_all(&mut self, bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
         let write = async {
-            let mut bufs = bufs;
-            IoSlice::advance_slices(&mut bufs, 0);
-            while !bufs.is_empty() {
-                let n = self.io.write_vectored(bufs).await?;
-                if n == 0 {
-                    return Err(io::ErrorKind::WriteZero.into());
-                }
-                IoSlice::advance_slices(&mut bufs, n);
-            }
+            write_all_vectored(&mut self.io, bufs)
+                .await
+                .map_err(|(e, _)| e)?;
             self.io.flush().await
         };
         match tokio::time::timeout(self.send_timeout, write).await {
@@ -45,4 +39,27 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             )),
         }
     }
+}
+
+/// Writes all of `bufs`, in order, with as few `writev`s as the kernel allows. The
+/// error says whether any byte had been written before it (the upstream side resends
+/// a request only when none was).
+pub async fn write_all_vectored<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    bufs: &mut [IoSlice<'_>],
+) -> Result<(), (io::Error, bool)> {
+    let mut bufs = bufs;
+    IoSlice::advance_slices(&mut bufs, 0);
+    let mut any = false;
+    while !bufs.is_empty() {
+        match io.write_vectored(bufs).await {
+            Ok(0) => return Err((io::ErrorKind::WriteZero.into(), any)),
+            Ok(n) => {
+                any = true;
+                IoSlice::advance_slices(&mut bufs, n);
+            }
+            Err(e) => return Err((e, any)),
+        }
+    }
+    Ok(())
 }

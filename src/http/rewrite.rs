@@ -117,8 +117,8 @@ pub fn response<B>(resp: Response<B>) -> Response<B> {
         .flatten();
     // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, which must not be
     // forwarded with a body framed otherwise. Transfer-Encoding is hop-by-hop (RFC 9112
-    // §6.1): hyper has undone chunked, or read a body with another final coding until
-    // the close; either way the bytes go on as they came, under relevo's own framing,
+    // §6.1): the upstream client has undone chunked, or read a body with another final
+    // coding until the close; either way the bytes go on as they came, under relevo's own framing,
     // and no coding relevo did not apply is announced.
     if parts.headers.contains_key(header::TRANSFER_ENCODING) {
         parts.headers.remove(header::CONTENT_LENGTH);
@@ -136,8 +136,8 @@ pub fn response<B>(resp: Response<B>) -> Response<B> {
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         parts.headers.insert(header::UPGRADE, protocol);
     }
-    // The client hop speaks relevo's version, whatever the backend spoke: hyper frames
-    // the body for the client (chunked to 1.1, close-delimited to 1.0) from this.
+    // The client hop speaks relevo's version, whatever the backend spoke: the client
+    // connection frames the body (chunked to 1.1, close-delimited to 1.0) from this.
     parts.version = Version::HTTP_11;
     Response::from_parts(parts, body)
 }

@@ -5,12 +5,13 @@
 
 use std::future::Future;
 use std::io;
-use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
-use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpStream;
+
+use crate::downstream::reader;
 
 /// The smallest read: a response head and a small body usually fit.
 const MIN_READ: usize = 4 * 1024;
@@ -76,9 +77,7 @@ impl Conn {
 
     /// Frees the buffer when nothing is in it (before the connection goes idle).
     pub fn release_buffer(&mut self) {
-        if self.buf.is_empty() && self.buf.capacity() > 0 {
-            self.buf = BytesMut::new();
-        }
+        reader::release_if_empty(&mut self.buf);
     }
 }
 
@@ -103,53 +102,5 @@ impl Conn {
     /// Reads more into the buffer, making room for about `want` bytes.
     pub fn poll_fill(&mut self, want: usize, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         poll_fill(&mut self.stream, &mut self.buf, want, self.max_read, cx)
-    }
-}
-
-impl AsyncRead for Conn {
-    /// Buffered bytes first, then the socket: what a tunnel reads after a 101.
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        out: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if !self.buf.is_empty() {
-            let n = self.buf.len().min(out.remaining());
-            out.put_slice(&self.buf[..n]);
-            self.buf.advance(n);
-            self.release_buffer();
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.stream).poll_read(cx, out)
-    }
-}
-
-impl AsyncWrite for Conn {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }

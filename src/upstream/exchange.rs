@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Body;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::conn::{poll_fill, Conn};
 use super::request_head::{self, forwardable_trailer, Framing};
@@ -19,6 +19,7 @@ use super::response_head::{self, ResponseHead};
 use crate::downstream::chunked;
 use crate::downstream::interim::Interim;
 use crate::downstream::request_body::UpstreamBody;
+use crate::downstream::writer::write_all_vectored;
 use crate::http::error::ClientBodyError;
 use crate::http::{rewrite, BackendFault};
 
@@ -68,7 +69,7 @@ pub async fn exchange(
     };
     let first = buffered.as_deref().unwrap_or_default();
     let mut slices = [IoSlice::new(&head), IoSlice::new(first)];
-    match write_all(&mut conn.stream, &mut slices).await {
+    match write_all_vectored(&mut conn.stream, &mut slices).await {
         Ok(()) => {}
         Err((e, false)) => return Err(SendError::Unsent(e.into(), req)),
         Err((e, true)) => return Err(SendError::BeforeResponse(e.into())),
@@ -78,6 +79,8 @@ pub async fn exchange(
     let body = req.body_mut();
     let max = conn.max_head();
     let first_read = conn.first_read();
+    // A write the backend refused while the body streamed: it may have said why.
+    let mut refused = None;
     if buffered.is_none() && framing != Framing::None {
         let (mut rd, mut wr) = conn.stream.split();
         let buf = &mut conn.buf;
@@ -94,28 +97,10 @@ pub async fn exchange(
         match sent {
             Ok(()) => {}
             Err(Sending::Client(e)) => return Err(SendError::Client(e)),
-            // The backend stopped reading: it may have said why.
-            Err(Sending::Write(e)) => {
-                return match read_head(
-                    &mut conn.stream,
-                    &mut conn.buf,
-                    max,
-                    first_read,
-                    &method,
-                    interim,
-                )
-                .await
-                {
-                    Ok(head) => Ok(Answer {
-                        head,
-                        reusable: false,
-                    }),
-                    Err(_) => Err(SendError::BeforeResponse(e.into())),
-                };
-            }
+            Err(Sending::Write(e)) => refused = Some(e),
         }
     }
-    let head = read_head(
+    let read = read_head(
         &mut conn.stream,
         &mut conn.buf,
         max,
@@ -123,9 +108,20 @@ pub async fn exchange(
         &method,
         interim,
     )
-    .await?;
-    let reusable = head.keep_alive;
-    Ok(Answer { head, reusable })
+    .await;
+    match (read, refused) {
+        (Ok(head), None) => Ok(Answer {
+            reusable: head.keep_alive,
+            head,
+        }),
+        // The rest of the body never went out: the connection is not reused.
+        (Ok(head), Some(_)) => Ok(Answer {
+            head,
+            reusable: false,
+        }),
+        (Err(_), Some(e)) => Err(SendError::BeforeResponse(e.into())),
+        (Err(e), None) => Err(e),
+    }
 }
 
 /// Reads the response head; informational ones other than 101 go to `interim`.
@@ -214,14 +210,14 @@ async fn send_body<W: AsyncWrite + Unpin>(
                     IoSlice::new(&data),
                     IoSlice::new(b"\r\n"),
                 ];
-                write_all(io, &mut slices).await.map_err(write)?;
+                write_all_vectored(io, &mut slices).await.map_err(write)?;
             }
             Framing::Length(n) if sent > n => {
                 return Err(Sending::Client(ClientBodyError::Broken(
                     "request body longer than its length".into(),
                 )))
             }
-            _ => write_all(io, &mut [IoSlice::new(&data)])
+            _ => write_all_vectored(io, &mut [IoSlice::new(&data)])
                 .await
                 .map_err(write)?,
         }
@@ -240,7 +236,7 @@ async fn send_body<W: AsyncWrite + Unpin>(
             }
             line.clear();
             chunked::last_chunk(trailers.as_ref(), &mut line);
-            write_all(io, &mut [IoSlice::new(&line)])
+            write_all_vectored(io, &mut [IoSlice::new(&line)])
                 .await
                 .map_err(write)
         }
@@ -249,26 +245,4 @@ async fn send_body<W: AsyncWrite + Unpin>(
         )))),
         _ => Ok(()),
     }
-}
-
-/// Writes all of `bufs` with as few `writev`s as the kernel allows. The error says
-/// whether any byte had been written before it.
-async fn write_all<W: AsyncWrite + Unpin>(
-    io: &mut W,
-    bufs: &mut [IoSlice<'_>],
-) -> Result<(), (io::Error, bool)> {
-    let mut bufs = bufs;
-    IoSlice::advance_slices(&mut bufs, 0);
-    let mut any = false;
-    while !bufs.is_empty() {
-        match io.write_vectored(bufs).await {
-            Ok(0) => return Err((io::ErrorKind::WriteZero.into(), any)),
-            Ok(n) => {
-                any = true;
-                IoSlice::advance_slices(&mut bufs, n);
-            }
-            Err(e) => return Err((e, any)),
-        }
-    }
-    Ok(())
 }

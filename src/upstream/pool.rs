@@ -12,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::conn::Conn;
+use crate::downstream::reader;
 
 /// Idle connections to one backend, most recently used last.
 #[derive(Debug)]
@@ -145,12 +146,16 @@ impl PooledConn {
 /// A connection that became a tunnel (after a 101) reads and writes as a byte stream;
 /// it keeps its backend slot until the tunnel closes.
 impl AsyncRead for PooledConn {
+    /// Buffered bytes first (what the backend sent with its 101), then the socket.
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         out: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.conn).poll_read(cx, out)
+        if reader::read_buffered(&mut self.conn.buf, out) {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.conn.stream).poll_read(cx, out)
     }
 }
 
@@ -160,14 +165,26 @@ impl AsyncWrite for PooledConn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.conn).poll_write(cx, buf)
+        Pin::new(&mut self.conn.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.conn.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.conn).poll_flush(cx)
+        Pin::new(&mut self.conn.stream).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.conn).poll_shutdown(cx)
+        Pin::new(&mut self.conn.stream).poll_shutdown(cx)
     }
 }

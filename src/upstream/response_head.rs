@@ -9,6 +9,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::response::Parts;
 use http::{Method, Response, StatusCode, Version};
 
+use crate::downstream::head::{self, has_token, last_element};
 use crate::http::BackendFault;
 
 /// Most fields in a response head (hyper's client default).
@@ -134,12 +135,9 @@ fn body_kind(
                 "transfer-encoding in an HTTP/1.0 response",
             ));
         }
-        let chunked = te.next_back().is_some_and(|v| {
-            v.as_bytes()
-                .rsplit(|&b| b == b',')
-                .next()
-                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"))
-        });
+        let chunked = te
+            .next_back()
+            .is_some_and(|v| last_element(v.as_bytes()).eq_ignore_ascii_case(b"chunked"));
         // Another final coding: the body runs to the close (§6.3 item 4).
         return Ok(if chunked {
             BodyKind::Chunked
@@ -167,32 +165,22 @@ fn body_kind(
 fn keep_alive(headers: &HeaderMap, version: Version) -> bool {
     let mut keep = version == Version::HTTP_11;
     for v in headers.get_all(header::CONNECTION) {
-        let has = |token: &[u8]| {
-            v.as_bytes()
-                .split(|&b| b == b',')
-                .any(|e| e.trim_ascii().eq_ignore_ascii_case(token))
-        };
-        if has(b"close") {
+        if has_token(v.as_bytes(), b"close") {
             return false;
         }
-        if has(b"keep-alive") {
+        if has_token(v.as_bytes(), b"keep-alive") {
             keep = true;
         }
     }
     keep
 }
 
-/// RFC 9110 §8.6: `1*DIGIT`, nothing else; a list of equal values is one value.
+/// RFC 9110 §8.6: each element `1*DIGIT` (the request side's rule); a list of equal
+/// values is one value, as hyper's client takes it.
 fn content_length(v: &[u8]) -> Option<u64> {
     let mut value = None;
     for part in v.split(|&b| b == b',') {
-        let part = part.trim_ascii();
-        if part.is_empty() || part.len() > 19 {
-            return None;
-        }
-        let n = part.iter().try_fold(0u64, |n, &b| {
-            b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
-        })?;
+        let n = head::content_length(part.trim_ascii())?;
         if value.is_some_and(|prev| prev != n) {
             return None;
         }
