@@ -105,76 +105,67 @@ impl Halves for tokio::net::TcpStream {
 /// closes; `stop` turning to `Some(CloseIdle)` lets the request in flight finish, then
 /// closes. Under `Some(AnswerNext)` the connection ends as usual, after the service's
 /// last answer.
-pub async fn serve<H: Halves, S: Answers>(
+///
+/// This future is all an idle connection holds, so it is one `async` block built by a
+/// plain function: what can be set up before the first await is, and the block
+/// captures each value once (an `async fn` keeps every argument twice, as itself and
+/// as the local it is moved into, and a nested one adds its own copies).
+pub fn serve<H: Halves, S: Answers>(
     accepted: Accepted<H>,
-    settings: Settings,
-    service: S,
-    stop: watch::Receiver<Option<Drain>>,
-) {
-    let Accepted { stream, peer, slot } = accepted;
-    let (read, write) = stream.halves();
-    let ending = serve_io(read, write, peer, settings, service, stop).await;
-    // The connection no longer counts against the cap while it lingers.
-    drop(slot);
-    if let Some((reader, writer)) = ending {
-        linger_halves(reader, writer.io).await;
-    }
-}
-
-/// Serves requests from `read`/`write` (a TCP or TLS stream's halves); returns the
-/// halves when the connection should close gracefully (`None`: just drop them).
-pub async fn serve_io<W, S: Answers>(
-    read: ReadHalf,
-    write: W,
-    peer: SocketAddr,
     settings: Settings,
     mut service: S,
     mut stop: watch::Receiver<Option<Drain>>,
-) -> Option<(Reader, Writer<W>)>
-where
-    W: AsyncWrite + Send + Unpin,
-{
+) -> impl Future<Output = ()> {
+    let Accepted { stream, peer, slot } = accepted;
+    let (read, write) = stream.halves();
     let limits = head::Limits {
         max_bytes: settings.max_header_bytes,
         max_headers: settings.max_headers,
     };
     let mut reader = Reader::new(read, BytesMut::new());
     let mut writer = Writer::new(write, settings.send_timeout);
-    loop {
-        reader.release_if_empty();
-        let waited = tokio::time::timeout(
-            settings.header_timeout,
-            next_head(&mut reader, limits, &mut stop),
-        )
-        .await;
-        let head = match waited {
-            Ok(Next::Head(head)) => head,
-            // Silent clients, slow heads, stops and broken sockets: closed without an
-            // answer (a half-sent head gets none either, as with hyper).
-            Err(_) | Ok(Next::Closed) => return None,
-            Ok(Next::Refused(e)) => {
-                debug!(client = %peer, "refused: {e}");
-                // Boxed, like an exchange: rare, and large.
-                let _ = Box::pin(refuse(&mut writer, e)).await;
-                return Some((reader, writer));
+    async move {
+        let ending = loop {
+            reader.release_if_empty();
+            let head = match tokio::time::timeout(
+                settings.header_timeout,
+                next_head(&mut reader, limits, &mut stop),
+            )
+            .await
+            {
+                Ok(Next::Head(head)) => head,
+                // Silent clients, slow heads, stops and broken sockets: closed without
+                // an answer (a half-sent head gets none either, as with hyper).
+                Err(_) | Ok(Next::Closed) => break None,
+                Ok(Next::Refused(e)) => {
+                    debug!(client = %peer, "refused: {e}");
+                    // Boxed, like an exchange: rare, and large.
+                    let _ = Box::pin(refuse(&mut writer, e)).await;
+                    break Some(reader);
+                }
+            };
+            // Boxed: an exchange's state (the service's future, the response being
+            // written) is large; an idle connection keeps only the wait above.
+            let served = Box::pin(exchange(
+                head,
+                reader,
+                &mut writer,
+                peer,
+                settings,
+                &mut service,
+                &stop,
+            ))
+            .await;
+            match served {
+                Served::Again(back) => reader = back,
+                Served::Close(back) => break Some(back),
+                Served::Drop => break None,
             }
         };
-        // Boxed: an exchange's state (the service's future, the response being
-        // written) is large; an idle connection keeps only the wait above.
-        let served = Box::pin(exchange(
-            head,
-            reader,
-            &mut writer,
-            peer,
-            settings,
-            &mut service,
-            &stop,
-        ))
-        .await;
-        match served {
-            Served::Again(back) => reader = back,
-            Served::Close(back) => return Some((back, writer)),
-            Served::Drop => return None,
+        // The connection no longer counts against the cap while it lingers.
+        drop(slot);
+        if let Some(reader) = ending {
+            linger_halves(reader, writer.io).await;
         }
     }
 }
@@ -190,19 +181,20 @@ enum Served {
 }
 
 /// One request on the connection: the service's answer, then the response written.
-async fn exchange<W, S: Answers>(
+/// (A function returning a block, as `serve` is: the head and the reader are taken
+/// apart before the first await instead of being kept beside their parts.)
+fn exchange<'a, W, S: Answers>(
     head: Head,
     reader: Reader,
-    writer: &mut Writer<W>,
+    writer: &'a mut Writer<W>,
     peer: SocketAddr,
     settings: Settings,
-    service: &mut S,
-    stop: &watch::Receiver<Option<Drain>>,
-) -> Served
+    service: &'a mut S,
+    stop: &'a watch::Receiver<Option<Drain>>,
+) -> impl Future<Output = Served> + 'a
 where
     W: AsyncWrite + Send + Unpin,
 {
-    let exchange = Exchange::new(head, reader, settings);
     let Exchange {
         request,
         mut home,
@@ -212,82 +204,84 @@ where
         version,
         mut keep_alive,
         accepts_trailers,
-    } = exchange;
-
+    } = Exchange::new(head, reader, settings);
     // RFC 9110 §15.2: interim responses go to HTTP/1.1 clients only.
     let interim = (version == http::Version::HTTP_11).then(Interim::default);
-    let waited = Waiting {
-        writer: &mut *writer,
-        asked_continue,
-        reader_at_home: &mut reader_at_home,
-        max_header_bytes: settings.max_header_bytes,
-        peer,
-    };
-    let Some(resp) = wait_for(service, Box::new(request), interim.as_ref(), waited).await else {
-        return Served::Drop;
-    };
-    let interim = interim.map(|i| i.drain()).unwrap_or_default();
-    let mut resp = resp;
-    // A body already given up (the backend answered before reading it all, or relevo
-    // refused the request): the connection closes after this answer, and says so
-    // in its head (RFC 9112 §9.6).
-    let mut returned = None;
-    if let Some(Ok((reader, finished))) = home.as_mut().map(|rx| rx.try_recv()) {
-        home = None;
-        keep_alive &= finished;
-        returned = Some((reader, finished));
-    }
-    let asked = Asked {
-        method: &method,
-        version,
-        accepts_trailers,
-        keep_alive,
-    };
-    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS
-        || (method == Method::CONNECT && resp.status().is_success());
-    let tunnel = if switching {
-        resp.extensions_mut().remove::<Tunnel>()
-    } else {
-        None
-    };
-    let mut head_buf = Vec::with_capacity(256);
-    // Interim heads that came with the final one go out first, in the same write.
-    for head in &interim {
-        response::write_interim(head, &mut head_buf);
-    }
-    let written = response::write_head(&resp, asked, &mut head_buf);
-    if let Err(e) = write_body(writer, head_buf, resp.into_body(), written.framing).await {
-        debug!(client = %peer, "response not completed: {e}");
-        return Served::Drop;
-    }
-    if switching {
-        match (tunnel, reader_at_home) {
-            // Boxed: a tunnel's state is large and rare, and would otherwise be part
-            // of every connection's future.
-            (Some(tunnel), Some(reader)) => Box::pin(tunnel.run(reader, &mut writer.io)).await,
-            _ => debug!(client = %peer, "switched protocols without a tunnel"),
+    let request = Box::new(request);
+    async move {
+        let waited = Waiting {
+            writer: &mut *writer,
+            asked_continue,
+            reader_at_home: &mut reader_at_home,
+            max_header_bytes: settings.max_header_bytes,
+            peer,
+        };
+        let Some(resp) = wait_for(service, request, interim.as_ref(), waited).await else {
+            return Served::Drop;
+        };
+        let interim = interim.map(|i| i.drain()).unwrap_or_default();
+        let mut resp = resp;
+        // A body already given up (the backend answered before reading it all, or relevo
+        // refused the request): the connection closes after this answer, and says so
+        // in its head (RFC 9112 §9.6).
+        let mut returned = None;
+        if let Some(Ok((reader, finished))) = home.as_mut().map(|rx| rx.try_recv()) {
+            home = None;
+            keep_alive &= finished;
+            returned = Some((reader, finished));
         }
-        return Served::Drop;
-    }
+        let asked = Asked {
+            method: &method,
+            version,
+            accepts_trailers,
+            keep_alive,
+        };
+        let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS
+            || (method == Method::CONNECT && resp.status().is_success());
+        let tunnel = if switching {
+            resp.extensions_mut().remove::<Tunnel>()
+        } else {
+            None
+        };
+        let mut head_buf = Vec::with_capacity(256);
+        // Interim heads that came with the final one go out first, in the same write.
+        for head in &interim {
+            response::write_interim(head, &mut head_buf);
+        }
+        let written = response::write_head(&resp, asked, &mut head_buf);
+        if let Err(e) = write_body(writer, head_buf, resp.into_body(), written.framing).await {
+            debug!(client = %peer, "response not completed: {e}");
+            return Served::Drop;
+        }
+        if switching {
+            match (tunnel, reader_at_home) {
+                // Boxed: a tunnel's state is large and rare, and would otherwise be part
+                // of every connection's future.
+                (Some(tunnel), Some(reader)) => Box::pin(tunnel.run(reader, &mut writer.io)).await,
+                _ => debug!(client = %peer, "switched protocols without a tunnel"),
+            }
+            return Served::Drop;
+        }
 
-    // The reader comes back from the body (read to its end, or not).
-    let back = match (reader_at_home.take(), returned) {
-        (Some(reader), _) | (None, Some((reader, true))) => reader,
-        (None, Some((reader, false))) => return Served::Close(reader),
-        (None, None) => match home.take() {
-            Some(rx) => match tokio::time::timeout(settings.header_timeout, rx).await {
-                Ok(Ok((reader, true))) => reader,
-                // The body was left unread: what follows is not a request.
-                Ok(Ok((reader, false))) => return Served::Close(reader),
-                _ => return Served::Drop,
+        // The reader comes back from the body (read to its end, or not).
+        let back = match (reader_at_home.take(), returned) {
+            (Some(reader), _) | (None, Some((reader, true))) => reader,
+            (None, Some((reader, false))) => return Served::Close(reader),
+            (None, None) => match home.take() {
+                Some(rx) => match tokio::time::timeout(settings.header_timeout, rx).await {
+                    Ok(Ok((reader, true))) => reader,
+                    // The body was left unread: what follows is not a request.
+                    Ok(Ok((reader, false))) => return Served::Close(reader),
+                    _ => return Served::Drop,
+                },
+                None => return Served::Drop,
             },
-            None => return Served::Drop,
-        },
-    };
-    if !written.keep_alive || matches!(*stop.borrow(), Some(Drain::CloseIdle)) {
-        return Served::Close(back);
+        };
+        if !written.keep_alive || matches!(*stop.borrow(), Some(Drain::CloseIdle)) {
+            return Served::Close(back);
+        }
+        Served::Again(back)
     }
-    Served::Again(back)
 }
 
 /// What the wait for an answer works with besides the answer.
@@ -308,41 +302,51 @@ struct Waiting<'a, W> {
 /// relaying interim responses, and watching an otherwise quiet client for a close
 /// (which cancels the request: `None`). A function of its own, so that the answer's
 /// future (the largest part of a request's state) is not kept beside the response
-/// being written: the exchange's future holds one or the other.
-async fn wait_for<W, S: Answers>(
-    service: &mut S,
+/// being written: the exchange's future holds one or the other. (A block, not an
+/// `async fn`, which would keep its arguments twice.)
+fn wait_for<'a, W, S: Answers>(
+    service: &'a mut S,
     request: Box<Request<Inbound>>,
-    interim: Option<&Interim>,
-    mut w: Waiting<'_, W>,
-) -> Option<Response<S::Body>>
+    interim: Option<&'a Interim>,
+    mut w: Waiting<'a, W>,
+) -> impl Future<Output = Option<Response<S::Body>>> + 'a
 where
     W: AsyncWrite + Unpin,
 {
-    let answer = service.answer(request, interim.cloned());
-    tokio::pin!(answer);
-    loop {
-        tokio::select! {
-            // In this order: the answer first, no random draw per poll.
-            biased;
-            resp = &mut answer => return Some(resp),
-            head = next_interim(interim) => {
-                let mut bytes = Vec::with_capacity(128);
-                response::write_interim(&head, &mut bytes);
-                w.writer.write_all(&mut [IoSlice::new(&bytes)]).await.ok()?;
-            }
-            wanted = continue_wanted(&mut w.asked_continue) => {
-                if !wanted {
+    async move {
+        // Pinned where it is made: a future moved into a pinned local is kept twice.
+        let mut answer = std::pin::pin!(service.answer(request, interim.cloned()));
+        loop {
+            // The writes happen after the `select!`, not in its arms: what an arm
+            // holds across an await (the select's output, the answer's slot among
+            // it) would be part of every request's state.
+            let bytes: Vec<u8> = tokio::select! {
+                // In this order: the answer first, no random draw per poll.
+                biased;
+                resp = &mut answer => return Some(resp),
+                head = next_interim(interim) => {
+                    let mut bytes = Vec::with_capacity(128);
+                    response::write_interim(&head, &mut bytes);
+                    bytes
+                }
+                wanted = continue_wanted(&mut w.asked_continue) => {
+                    if !wanted {
+                        continue;
+                    }
+                    b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()
+                }
+                filled = fill_some(w.reader_at_home, w.max_header_bytes) => {
+                    if !matches!(filled, Ok(n) if n > 0) {
+                        debug!(client = %w.peer, "client closed with its request in flight");
+                        return None;
+                    }
                     continue;
                 }
-                let mut line = [IoSlice::new(b"HTTP/1.1 100 Continue\r\n\r\n")];
-                w.writer.write_all(&mut line).await.ok()?;
-            }
-            filled = fill_some(w.reader_at_home, w.max_header_bytes) => {
-                if !matches!(filled, Ok(n) if n > 0) {
-                    debug!(client = %w.peer, "client closed with its request in flight");
-                    return None;
-                }
-            }
+            };
+            // Boxed: rare, and a write's state would otherwise be in every request's.
+            Box::pin(w.writer.write_all(&mut [IoSlice::new(&bytes)]))
+                .await
+                .ok()?;
         }
     }
 }

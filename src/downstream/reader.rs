@@ -18,10 +18,6 @@ const READ_CHUNK: usize = 8 * 1024;
 /// How much an idle connection's first read may take, on the stack (a request head
 /// usually fits; the rest is read into the heap buffer then).
 const IDLE_PROBE: usize = 2 * 1024;
-/// The buffer a request starts with: it lives as long as the request (the head's
-/// fields point into it), so it is sized for a head, not for a body (nginx's
-/// `client_header_buffer_size` is 1 KiB); it grows when more comes.
-const HEAD_BUFFER: usize = 1024;
 
 /// A boxed read half: the same `Reader` serves plain TCP and TLS connections.
 pub type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
@@ -66,7 +62,11 @@ impl Reader {
     }
 
     /// The first read of an idle connection: into a stack probe, so that no heap
-    /// buffer exists until bytes arrive; they are then copied into one.
+    /// buffer exists until bytes arrive; they are then copied into one of their size.
+    /// That buffer lives as long as the request (the head's fields point into it), so
+    /// it is no larger than what came (a 1 KiB one, as nginx's
+    /// `client_header_buffer_size`, was 10 MB at 10,000 active clients sending
+    /// 100-byte heads); a head that did not all come grows it in `poll_fill`.
     async fn first_read(&mut self) -> io::Result<usize> {
         std::future::poll_fn(|cx| {
             let mut probe = [0u8; IDLE_PROBE];
@@ -75,8 +75,7 @@ impl Reader {
                 Poll::Ready(Ok(())) => {
                     let got = rb.filled();
                     if !got.is_empty() {
-                        self.buf.reserve(HEAD_BUFFER.max(got.len()));
-                        self.buf.extend_from_slice(got);
+                        self.buf = BytesMut::from(got);
                     }
                     Poll::Ready(Ok(got.len()))
                 }

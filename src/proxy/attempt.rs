@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::{Request, Response, StatusCode};
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::debug;
 
 use super::response_body::ProxyBody;
@@ -143,18 +144,36 @@ struct Limits {
 /// the same backend is safe.
 async fn send(
     backend: &Backend,
-    mut req: Box<Request<UpstreamBody>>,
+    req: Box<Request<UpstreamBody>>,
     limits: Limits,
     how: How<'_>,
 ) -> Result<(Answer, PooledConn, Option<Duration>), Failure> {
-    let unsent = |error: ProxyError, req: Box<Request<UpstreamBody>>| Failure {
-        error,
-        unsent: Some(req),
-    };
     let slot = match backend.slot(limits.queue).await {
         Ok(slot) => slot,
         Err(error) => return Err(unsent(error, req)),
     };
+    // Boxed: a request waiting for a slot above holds only this far. The connect's
+    // and the exchange's state (about 1.2 KB) is taken once it has one: at 10,000
+    // active clients, 8,000 of them wait here.
+    Box::pin(send_with(backend, slot, req, limits, how)).await
+}
+
+/// A request handed back unsent.
+fn unsent(error: ProxyError, req: Box<Request<UpstreamBody>>) -> Failure {
+    Failure {
+        error,
+        unsent: Some(req),
+    }
+}
+
+/// `send` once the request holds a connection slot.
+async fn send_with(
+    backend: &Backend,
+    slot: OwnedSemaphorePermit,
+    mut req: Box<Request<UpstreamBody>>,
+    limits: Limits,
+    how: How<'_>,
+) -> Result<(Answer, PooledConn, Option<Duration>), Failure> {
     let mut connect_started = Instant::now();
     let conn = if how.fresh {
         backend.connect(slot, limits.connect).await

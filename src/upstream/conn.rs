@@ -9,7 +9,7 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::net::TcpStream;
+use tokio::net::{tcp, TcpStream};
 
 use crate::downstream::reader;
 
@@ -81,9 +81,31 @@ impl Conn {
     }
 }
 
+/// A backend socket (or its read half) that can say it is readable without a read.
+pub trait Readable: AsyncRead + Unpin {
+    /// Ready once a read would not block.
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+impl Readable for TcpStream {
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_read_ready(cx)
+    }
+}
+
+impl Readable for tcp::ReadHalf<'_> {
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.as_ref().poll_read_ready(cx)
+    }
+}
+
 /// Reads more from `io` into `buf`, making room for `want` bytes (clamped to
 /// `[MIN_READ, max]`) when there is less: `Ok(0)` is the end of the stream.
-pub fn poll_fill<R: AsyncRead + Unpin>(
+///
+/// A buffer without room waits for the socket to be readable before it is grown:
+/// a request waiting for its backend's answer holds no read buffer (at 500 waiting
+/// 64 KiB responses, 32 MB that nginx does not hold either).
+pub fn poll_fill<R: Readable>(
     io: &mut R,
     buf: &mut BytesMut,
     want: usize,
@@ -92,6 +114,7 @@ pub fn poll_fill<R: AsyncRead + Unpin>(
 ) -> Poll<io::Result<usize>> {
     let want = want.clamp(MIN_READ, max.max(MIN_READ));
     if buf.capacity() - buf.len() < want.min(MIN_READ) || buf.capacity() == 0 {
+        std::task::ready!(io.poll_readable(cx))?;
         buf.reserve(want);
     }
     let read = io.read_buf(buf);

@@ -11,9 +11,9 @@ use bytes::BytesMut;
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Body;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::AsyncWrite;
 
-use super::conn::{poll_fill, Conn};
+use super::conn::{poll_fill, Conn, Readable};
 use super::request_head::{self, forwardable_trailer, Framing};
 use super::response_head::{self, ResponseHead};
 use crate::downstream::chunked;
@@ -125,7 +125,7 @@ pub async fn exchange(
 }
 
 /// Reads the response head; informational ones other than 101 go to `interim`.
-async fn read_head<R: AsyncRead + Unpin>(
+async fn read_head<R: Readable>(
     io: &mut R,
     buf: &mut BytesMut,
     max: usize,
