@@ -304,6 +304,7 @@ struct Waiting<'a, W> {
 /// future (the largest part of a request's state) is not kept beside the response
 /// being written: the exchange's future holds one or the other. (A block, not an
 /// `async fn`, which would keep its arguments twice.)
+#[allow(clippy::manual_async_fn)] // an `async fn` keeps its arguments twice
 fn wait_for<'a, W, S: Answers>(
     service: &'a mut S,
     request: Box<Request<Inbound>>,
