@@ -115,7 +115,10 @@ pub fn poll_fill<R: Readable>(
     let want = want.clamp(MIN_READ, max.max(MIN_READ));
     if buf.capacity() - buf.len() < want.min(MIN_READ) || buf.capacity() == 0 {
         std::task::ready!(io.poll_readable(cx))?;
-        buf.reserve(want);
+        // One byte more than expected: a read that fills the buffer leaves the socket
+        // marked readable (tokio clears readiness only on a short read), which would
+        // cost the next read, or `looks_open` at the next checkout, an EAGAIN.
+        buf.reserve(want + 1);
     }
     let read = io.read_buf(buf);
     std::pin::pin!(read).poll(cx)

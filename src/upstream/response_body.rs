@@ -12,6 +12,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use super::pool::PooledConn;
 use super::response_head::BodyKind;
 use crate::downstream::chunked::{Decoder, Step};
+use crate::downstream::reader::release_if_empty;
 use crate::http::BackendFault;
 
 /// Largest trailer section accepted from a backend (hyper's client has the same
@@ -111,6 +112,10 @@ impl Body for BackendBody {
                         .min(conn.buf.len());
                     *left -= n as u64;
                     let data = conn.buf.split_to(n).freeze();
+                    // The buffer goes with its last bytes: its memory is freed as soon
+                    // as they are written to the client, not kept for the next read
+                    // (which takes a buffer once the socket is readable).
+                    release_if_empty(&mut conn.buf);
                     if *left == 0 {
                         this.done();
                     }
@@ -118,7 +123,10 @@ impl Body for BackendBody {
                 }
                 Left::Length(left) => usize::try_from(*left).unwrap_or(usize::MAX),
                 Left::Chunked(decoder) => match decoder.decode(&mut conn.buf) {
-                    Ok(Step::Data(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                    Ok(Step::Data(data)) => {
+                        release_if_empty(&mut conn.buf);
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
                     Ok(Step::Trailers(fields)) => {
                         this.done();
                         return Poll::Ready(Some(Ok(Frame::trailers(fields))));
@@ -132,6 +140,7 @@ impl Body for BackendBody {
                 },
                 Left::Close if !conn.buf.is_empty() => {
                     let data = conn.buf.split().freeze();
+                    release_if_empty(&mut conn.buf);
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
                 Left::Close => STREAM_READ.max(conn.first_read()),
