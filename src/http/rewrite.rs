@@ -12,7 +12,7 @@ use super::host::Target;
 
 /// Fields that describe one hop only (RFC 9110 §7.6.1, RFC 9112 §6.1, and the
 /// non-standard ones proxies have always removed). `TE: trailers` is handled apart.
-const HOP_BY_HOP: [HeaderName; 6] = [
+static HOP_BY_HOP: [HeaderName; 6] = [
     header::CONNECTION,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
@@ -153,20 +153,32 @@ pub(super) fn via(version: Version) -> &'static str {
 
 /// Removes `Connection`, every field it names, and the fixed hop-by-hop fields.
 /// Most heads have none of them: one pass over the names finds out, and only
-/// then are fields looked up and removed.
+/// then are fields looked up and removed. Nothing is allocated unless `Connection`
+/// names a field besides the fixed ones (`keep-alive`, the usual one, is one of them).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let present: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| HOP_BY_HOP.contains(k))
-        .cloned()
-        .collect();
-    if present.is_empty() {
+    let mut present = [false; 6];
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present[i] = true;
+        }
+    }
+    if !present.contains(&true) {
         return;
     }
+    // RFC 9110 §7.6.1; `close` names no field.
     let named: Vec<HeaderName> = list_elements(headers, header::CONNECTION)
-        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
+        .filter(|e| {
+            !e.eq_ignore_ascii_case("close")
+                && !HOP_BY_HOP
+                    .iter()
+                    .any(|h| e.eq_ignore_ascii_case(h.as_str()))
+        })
+        .filter_map(|e| HeaderName::from_bytes(e.as_bytes()).ok())
         .collect();
-    for name in named.iter().chain(present.iter()) {
+    for name in &named {
+        headers.remove(name);
+    }
+    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, p)| *p) {
         headers.remove(name);
     }
 }

@@ -28,19 +28,19 @@ pub enum Exchanged {
     Switching(Response<ProxyBody>, PooledConn),
 }
 
-/// Why an attempt failed, with the request when it provably was not sent.
+/// Why an attempt failed, and whether the request provably was not sent.
 pub struct Failure {
     /// What went wrong.
     pub error: ProxyError,
-    /// The request, handed back when no byte of it left.
-    pub unsent: Option<Box<Request<UpstreamBody>>>,
+    /// No byte of the request left: even a streamed body may go again.
+    pub unsent: bool,
 }
 
 impl From<ProxyError> for Failure {
     fn from(error: ProxyError) -> Self {
         Failure {
             error,
-            unsent: None,
+            unsent: false,
         }
     }
 }
@@ -62,7 +62,7 @@ pub struct How<'a> {
 pub async fn exchange(
     entry: &Entry,
     backend: &Arc<Backend>,
-    req: Box<Request<UpstreamBody>>,
+    req: &mut Request<UpstreamBody>,
     state: &State,
     how: How<'_>,
 ) -> Result<Exchanged, Failure> {
@@ -144,13 +144,13 @@ struct Limits {
 /// the same backend is safe.
 async fn send(
     backend: &Backend,
-    req: Box<Request<UpstreamBody>>,
+    req: &mut Request<UpstreamBody>,
     limits: Limits,
     how: How<'_>,
 ) -> Result<(Answer, PooledConn, Option<Duration>), Failure> {
     let slot = match backend.slot(limits.queue).await {
         Ok(slot) => slot,
-        Err(error) => return Err(unsent(error, req)),
+        Err(error) => return Err(unsent(error)),
     };
     // Boxed: a request waiting for a slot above holds only this far. The connect's
     // and the exchange's state (about 1.2 KB) is taken once it has one: at 10,000
@@ -158,11 +158,11 @@ async fn send(
     Box::pin(send_with(backend, slot, req, limits, how)).await
 }
 
-/// A request handed back unsent.
-fn unsent(error: ProxyError, req: Box<Request<UpstreamBody>>) -> Failure {
+/// A failure before any byte of the request left.
+fn unsent(error: ProxyError) -> Failure {
     Failure {
         error,
-        unsent: Some(req),
+        unsent: true,
     }
 }
 
@@ -170,7 +170,7 @@ fn unsent(error: ProxyError, req: Box<Request<UpstreamBody>>) -> Failure {
 async fn send_with(
     backend: &Backend,
     slot: OwnedSemaphorePermit,
-    mut req: Box<Request<UpstreamBody>>,
+    req: &mut Request<UpstreamBody>,
     limits: Limits,
     how: How<'_>,
 ) -> Result<(Answer, PooledConn, Option<Duration>), Failure> {
@@ -182,13 +182,13 @@ async fn send_with(
     };
     let mut conn = match conn {
         Ok(c) => c,
-        Err(error) => return Err(unsent(error, req)),
+        Err(error) => return Err(unsent(error)),
     };
     let addr = backend.addr;
     loop {
         let sent = tokio::time::timeout(
             limits.response,
-            wire::exchange(conn.conn(), req, how.interim),
+            wire::exchange(conn.conn(), &mut *req, how.interim),
         )
         .await;
         let error = match sent {
@@ -198,23 +198,22 @@ async fn send_with(
                     (!conn.reused).then(|| conn.opened.duration_since(connect_started));
                 return Ok((answer, conn, connect_time));
             }
-            Ok(Err(SendError::Unsent(source, again))) if conn.reused => {
+            Ok(Err(SendError::Unsent(source))) if conn.reused => {
                 debug!(backend = %addr, "pooled connection closed, reconnecting: {source}");
-                req = again;
                 connect_started = Instant::now();
                 conn = match backend.connect(conn.into_slot(), limits.connect).await {
                     Ok(c) => c,
-                    Err(error) => return Err(unsent(error, req)),
+                    Err(error) => return Err(unsent(error)),
                 };
                 continue;
             }
-            Ok(Err(SendError::Unsent(source, again))) => {
+            Ok(Err(SendError::Unsent(source))) => {
                 let error = ProxyError::Upstream {
                     addr,
                     source,
                     unsent: true,
                 };
-                return Err(unsent(error, again));
+                return Err(unsent(error));
             }
             Ok(Err(SendError::BeforeResponse(source))) if conn.reused => {
                 debug!(backend = %addr, "pooled connection closed as the request went out: {source}");

@@ -17,18 +17,21 @@ use super::tunnel;
 use crate::downstream::interim::Interim;
 use crate::downstream::request_body::Inbound;
 use crate::http::{checks, host, rewrite, ProxyError, Side};
+use crate::stats::Protocol;
 
 /// The service entry point of both connection layers: every error becomes a response.
 /// `last` marks the last request the connection may carry (`max_requests_per_connection`);
-/// `interim` is where a backend's 1xx responses go, when the client can take them.
+/// `interim` is where a backend's 1xx responses go, when the client can take them;
+/// `protocol` is the connection's, for the log and the metrics.
 pub async fn handle(
     state: Arc<State>,
     client: SocketAddr,
     req: Box<Request<Inbound>>,
     last: bool,
     interim: Option<Interim>,
+    protocol: Protocol,
 ) -> Response<ProxyBody> {
-    let mut session = Box::new(Session::new(client, &req, state.clone()));
+    let mut session = Box::new(Session::new(client, &req, state.clone(), protocol));
     // A body we did not read would be parsed as the next request if the connection
     // stayed open, so an early answer closes it.
     let unread_body = !req.body().is_end_stream();

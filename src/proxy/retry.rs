@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response, Uri};
+use http::{Request, Response};
 use hyper::body::Body;
 use tracing::{debug, warn};
 
@@ -71,7 +71,7 @@ pub async fn run(
         }
         session.backend = Some(backend.addr);
         session.attempts += 1;
-        let Some(request) = resend.take() else { break };
+        let Some(request) = resend.next() else { break };
         let sent = Instant::now();
         let how = How {
             fresh,
@@ -96,9 +96,7 @@ pub async fn run(
             Err(failure) => failure,
         };
         let error = failure.error;
-        if let Some(unsent) = failure.unsent {
-            resend.give_back(unsent);
-        }
+        resend.failed(failure.unsent);
         let safe = match error.retry() {
             Retry::Always => true,
             Retry::IfIdempotent => plan.idempotent,
@@ -132,22 +130,13 @@ pub async fn run(
 }
 
 /// A request that can be sent again: a buffered body is re-sent from memory, a
-/// streamed one only if it came back unsent.
-#[allow(clippy::large_enum_variant)] // one per request, on its path's future already
-pub enum Resend {
-    /// The head and a body read in full.
-    Buffered {
-        /// Method of the rewritten request.
-        method: Method,
-        /// Origin-form target.
-        uri: Uri,
-        /// Rewritten fields.
-        headers: HeaderMap,
-        /// The whole body (cheap to clone).
-        body: Bytes,
-    },
-    /// A request whose body streams; `None` once sent.
-    Streaming(Option<Box<Request<UpstreamBody>>>),
+/// streamed one only while no byte of it has left. Each attempt borrows the request
+/// (the wire exchange only reads its head), so a retry costs no copy of its fields.
+pub struct Resend {
+    /// The rewritten request; its body is `Buffered` when it was read in full.
+    req: Box<Request<UpstreamBody>>,
+    /// A streamed body went (at least in part) to a backend: it cannot go again.
+    spent: bool,
 }
 
 impl Resend {
@@ -160,60 +149,37 @@ impl Resend {
         counted: &Arc<AtomicU64>,
     ) -> Result<Resend, ProxyError> {
         let (parts, body) = req.into_parts();
-        if !replayable {
-            let req = Request::from_parts(
-                parts,
-                UpstreamBody::Streaming(ClientBody::new(body, limit, idle, counted.clone())),
-            );
-            return Ok(Resend::Streaming(Some(Box::new(req))));
-        }
-        let body = if body.is_end_stream() {
-            Bytes::new()
+        let body = if !replayable {
+            UpstreamBody::Streaming(ClientBody::new(body, limit, idle, counted.clone()))
+        } else if body.is_end_stream() {
+            UpstreamBody::Buffered(Some(Bytes::new()))
         } else {
-            ClientBody::new(body, limit, idle, counted.clone())
+            let all = ClientBody::new(body, limit, idle, counted.clone())
                 .read_all()
                 .await
-                .map_err(|e| ProxyError::from(&e))?
+                .map_err(|e| ProxyError::from(&e))?;
+            UpstreamBody::Buffered(Some(all))
         };
-        Ok(Resend::Buffered {
-            method: parts.method,
-            uri: parts.uri,
-            headers: parts.headers,
-            body,
+        Ok(Resend {
+            req: Box::new(Request::from_parts(parts, body)),
+            spent: false,
         })
     }
 
-    /// The request for the next attempt, if there is one to send.
-    fn take(&mut self) -> Option<Box<Request<UpstreamBody>>> {
-        match self {
-            Resend::Streaming(req) => req.take(),
-            Resend::Buffered {
-                method,
-                uri,
-                headers,
-                body,
-            } => {
-                let mut req = Request::new(UpstreamBody::Buffered(Some(body.clone())));
-                *req.method_mut() = method.clone();
-                *req.uri_mut() = uri.clone();
-                *req.headers_mut() = headers.clone();
-                Some(Box::new(req))
-            }
-        }
+    /// The request for the next attempt, if it may go (again).
+    fn next(&mut self) -> Option<&mut Request<UpstreamBody>> {
+        (!self.spent).then_some(&mut *self.req)
     }
 
-    /// A streamed request that provably was not sent may go again.
-    fn give_back(&mut self, req: Box<Request<UpstreamBody>>) {
-        if let Resend::Streaming(slot) = self {
-            *slot = Some(req);
+    /// An attempt failed: a streamed body that may have left cannot go again.
+    fn failed(&mut self, unsent: bool) {
+        if !unsent && matches!(self.req.body(), UpstreamBody::Streaming(_)) {
+            self.spent = true;
         }
     }
 
     /// Whether there is a request to send again.
     fn available(&self) -> bool {
-        match self {
-            Resend::Streaming(req) => req.is_some(),
-            Resend::Buffered { .. } => true,
-        }
+        !self.spent
     }
 }

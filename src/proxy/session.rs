@@ -59,7 +59,12 @@ pub struct Session {
 
 impl Session {
     /// The context of `req`, received now from `client`.
-    pub fn new<B>(client: SocketAddr, req: &Request<B>, state: Arc<State>) -> Session {
+    pub fn new<B>(
+        client: SocketAddr,
+        req: &Request<B>,
+        state: Arc<State>,
+        protocol: Protocol,
+    ) -> Session {
         let log = state.access_log.is_some();
         let combined = log && state.config.access_log_format == AccessLogFormat::Combined;
         let field = |name: http::header::HeaderName| {
@@ -90,13 +95,7 @@ impl Session {
             referer: field(http::header::REFERER),
             user_agent: field(http::header::USER_AGENT),
             log,
-            // The connection's service marks every request; one made elsewhere (the
-            // dry run, tests) is plain HTTP/1.
-            protocol: req
-                .extensions()
-                .get::<Protocol>()
-                .copied()
-                .unwrap_or(Protocol::CLEAR),
+            protocol,
             active: req.extensions().get::<Arc<Streams>>().map(Streams::active),
         }
     }

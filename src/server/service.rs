@@ -90,7 +90,6 @@ impl Answerer {
                 .and_then(|port| to_https(&req, &state, port)),
         }
         .map(Box::new);
-        req.extensions_mut().insert(protocol);
         let peer = conn.peer;
         let in_flight = conn.streams.as_ref().map(|s| {
             // The session holds the request active until its response body ends.
@@ -101,7 +100,7 @@ impl Answerer {
             if let Some(answer) = early {
                 return *answer;
             }
-            let mut resp = proxy::handle(state, peer, req, last, interim).await;
+            let mut resp = proxy::handle(state, peer, req, last, interim, protocol).await;
             if let Some(guard) = in_flight {
                 guard.finished();
             }

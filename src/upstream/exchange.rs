@@ -26,8 +26,8 @@ use crate::http::{rewrite, BackendFault};
 /// Why an exchange failed, with what the retry logic must know.
 #[derive(Debug)]
 pub enum SendError {
-    /// Not a byte of the request left: here it is back, to go again.
-    Unsent(BackendFault, Box<Request<UpstreamBody>>),
+    /// Not a byte of the request left: it may go again as it is.
+    Unsent(BackendFault),
     /// The connection failed or closed before any byte of a response: on a reused
     /// connection, the backend's idle close racing the request (RFC 9112 §9.3.1).
     BeforeResponse(BackendFault),
@@ -47,13 +47,13 @@ pub struct Answer {
     pub reusable: bool,
 }
 
-/// Sends `req` on `conn` and reads the response head.
-///
-/// The request stays boxed: an async function keeps its arguments and locals for its
-/// whole life, and this one is part of every request's future.
+/// Sends `req` on `conn` and reads the response head. The request is lent, not
+/// given: its head is only read, and a buffered body only cloned (a reference count),
+/// so a retry sends the same request again without a copy of its fields. A streamed
+/// body is read as it is sent.
 pub async fn exchange(
     conn: &mut Conn,
-    mut req: Box<Request<UpstreamBody>>,
+    req: &mut Request<UpstreamBody>,
     interim: Option<&Interim>,
 ) -> Result<Answer, SendError> {
     let framing = request_head::framing(
@@ -62,7 +62,7 @@ pub async fn exchange(
         req.body().size_hint().exact(),
     );
     let mut head = Vec::new();
-    request_head::encode(&req, framing, &mut head);
+    request_head::encode(req, framing, &mut head);
     let buffered = match req.body() {
         UpstreamBody::Buffered(bytes) => Some(bytes.clone().unwrap_or_default()),
         UpstreamBody::Streaming(_) => None,
@@ -71,7 +71,7 @@ pub async fn exchange(
     let mut slices = [IoSlice::new(&head), IoSlice::new(first)];
     match write_all_vectored(&mut conn.stream, &mut slices).await {
         Ok(()) => {}
-        Err((e, false)) => return Err(SendError::Unsent(e.into(), req)),
+        Err((e, false)) => return Err(SendError::Unsent(e.into())),
         Err((e, true)) => return Err(SendError::BeforeResponse(e.into())),
     }
     drop(head);
