@@ -6,16 +6,7 @@ BIN=$1
 W=$(mktemp -d); sed "s|/tmp/cg|$W|g" $HERE/callgrind/nginx.conf > $W/nginx.conf
 ulimit -n 20000
 nginx -c $W/nginx.conf & NG=$!
-cat > $W/relevo.toml <<EOT
-listen = "127.0.0.1:29110"
-threads = 1
-access_log = false
-log_level = "warn"
-[limits]
-max_connections = 20000
-[hosts]
-"127.0.0.1" = ["127.0.0.1:29101", "127.0.0.1:29102"]
-EOT
+source "$HERE/relevo_conf.sh"; relevo_conf $W/relevo.toml "max_connections = 20000"
 $BIN run --config $W/relevo.toml 2>$W/err & P=$!
 for _ in $(seq 50); do curl -s -o /dev/null http://127.0.0.1:29110/ && break; sleep 0.1; done
 wrk -t2 -c10000 -d10s --timeout 20s http://127.0.0.1:29110/ > $W/wrk.out 2>&1

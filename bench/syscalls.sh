@@ -24,16 +24,7 @@ EOT
 else
     sed "s|/tmp/cg|$W|g" $HERE/callgrind/nginx.conf > $W/nginx.conf; URL=/
 fi
-cat > $W/relevo.toml <<EOT
-listen = "127.0.0.1:29110"
-threads = 1
-access_log = false
-log_level = "warn"
-[limits]
-max_idle_per_backend = 1024
-[hosts]
-"127.0.0.1" = ["127.0.0.1:29101", "127.0.0.1:29102"]
-EOT
+source "$HERE/relevo_conf.sh"; relevo_conf $W/relevo.toml "max_idle_per_backend = 1024"
 taskset -c 0 nginx -c $W/nginx.conf & NG=$!
 taskset -c 1 $BIN run --config $W/relevo.toml 2>/dev/null & P=$!
 for _ in $(seq 50); do curl -s -o /dev/null http://127.0.0.1:29110$URL && break; sleep 0.1; done
