@@ -18,14 +18,14 @@ use crate::upstream::backend::Queue;
 use crate::upstream::exchange::{self as wire, Answer, SendError};
 use crate::upstream::{recovery, Backend, BackendBody, PooledConn};
 
-/// What a backend answered.
+/// What a backend answered, and how long it took (to the response head).
 pub enum Exchanged {
     /// A response to relay, its body streaming from the backend, and how long the
     /// connect took when the attempt opened a connection.
-    Response(Response<ProxyBody>, Option<Duration>),
+    Response(Response<ProxyBody>, Duration, Option<Duration>),
     /// 101 Switching Protocols: the response for the client, and the backend's side of
     /// the tunnel (holding its connection slot until the tunnel closes).
-    Switching(Response<ProxyBody>, PooledConn),
+    Switching(Response<ProxyBody>, PooledConn, Duration),
 }
 
 /// Why an attempt failed, and whether the request provably was not sent.
@@ -52,6 +52,8 @@ pub struct How<'a> {
     pub fresh: bool,
     /// Give up at this instant (the retry budget).
     pub deadline: Instant,
+    /// When the attempt began (one clock reading for the loop and the attempt).
+    pub started: Instant,
     /// Where the backend's interim responses go (HTTP/1.1 clients only).
     pub interim: Option<&'a Interim>,
 }
@@ -68,7 +70,7 @@ pub async fn exchange(
 ) -> Result<Exchanged, Failure> {
     let passive = &state.config.passive;
     let in_flight = backend.start_request();
-    let started = Instant::now();
+    let started = how.started;
     let left = how
         .deadline
         .saturating_duration_since(started)
@@ -84,7 +86,8 @@ pub async fn exchange(
     };
     match send(backend, req, limits, how).await {
         Ok((answer, conn, connect_time)) => {
-            backend.latency.observe(started.elapsed());
+            let took = started.elapsed();
+            backend.latency.observe(took);
             let status = answer.head.parts.status;
             if passive.statuses.contains(&status.as_u16()) {
                 failed(entry, backend, state);
@@ -97,11 +100,15 @@ pub async fn exchange(
                 // and the request is no longer in flight.
                 drop(in_flight);
                 let resp = rewrite::response(Response::from_parts(head.parts, ProxyBody::empty()));
-                return Ok(Exchanged::Switching(resp, conn));
+                return Ok(Exchanged::Switching(resp, conn, took));
             }
             let body = BackendBody::new(conn, head.body, reusable, head.len);
             let resp = Response::from_parts(head.parts, ProxyBody::upstream(body, in_flight));
-            Ok(Exchanged::Response(rewrite::response(resp), connect_time))
+            Ok(Exchanged::Response(
+                rewrite::response(resp),
+                took,
+                connect_time,
+            ))
         }
         Err(failure) => {
             if failure.error.blames_backend() {

@@ -46,7 +46,10 @@ pub async fn run(
     session: &mut Session,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let entry = plan.entry;
-    let deadline = Instant::now() + state.config.retries.budget;
+    // One clock reading per attempt: it starts the attempt, and after a failure it is
+    // the one checked against the budget.
+    let mut now = Instant::now();
+    let deadline = now + state.config.retries.budget;
     let mut tried: Vec<SocketAddr> = Vec::new();
     let mut last: Option<ProxyError> = None;
     // After a stale pooled connection, the same backend once more on a fresh one.
@@ -72,24 +75,24 @@ pub async fn run(
         session.backend = Some(backend.addr);
         session.attempts += 1;
         let Some(request) = resend.next() else { break };
-        let sent = Instant::now();
         let how = How {
             fresh,
             deadline,
+            started: now,
             interim: plan.interim.as_ref(),
         };
         let failure = match attempt::exchange(entry, &backend, request, state, how).await {
-            Ok(Exchanged::Response(resp, connect_time)) => {
-                session.upstream_time = Some(sent.elapsed());
+            Ok(Exchanged::Response(resp, took, connect_time)) => {
+                session.upstream_time = Some(took);
                 session.connect_time = connect_time;
                 return Ok(resp);
             }
-            Ok(Exchanged::Switching(resp, upstream)) => {
+            Ok(Exchanged::Switching(resp, upstream, took)) => {
                 if !plan.wants_upgrade {
                     // A 101 nobody asked for: the backend is not speaking HTTP/1.1 to us.
                     return Err(ProxyError::UnexpectedUpgrade(backend.addr));
                 }
-                session.upstream_time = Some(sent.elapsed());
+                session.upstream_time = Some(took);
                 let idle = state.timeouts().tunnel_idle;
                 return Ok(tunnel::upgraded(resp, upstream, idle, backend.addr));
             }
@@ -102,7 +105,8 @@ pub async fn run(
             Retry::IfIdempotent => plan.idempotent,
             Retry::Never => false,
         };
-        if !safe || Instant::now() >= deadline || !resend.available() {
+        now = Instant::now();
+        if !safe || now >= deadline || !resend.available() {
             return Err(error);
         }
         // RFC 9112 §9.3.1: a kept-alive connection the backend closed as we sent is a
