@@ -179,6 +179,27 @@ async fn sighup_reloads_the_host_table_without_dropping_connections() {
     assert_eq!(read_reply(&mut c).await.body, "two");
 }
 
+/// SIGHUP and SIGUSR1 end a process that has no handler for them: relevo installs its
+/// handlers before it says it listens, so a reload sent the moment it answers (by a
+/// deploy script, a config manager) reloads instead of killing it. The big host
+/// table keeps relevo logging for a while after "listening on", the window in which
+/// the handlers used to be missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sighup_right_after_listening_reloads() {
+    let b = backend("one").await;
+    let mut table = String::from("listen = \"127.0.0.1:0\"\n[hosts]\n");
+    for i in 0..3000 {
+        table.push_str(&format!("\"h{i}.test\" = [\"{}\"]\n", b.addr));
+    }
+    let (r, _path) = run_with(&table).await;
+    r.signal("-HUP");
+    r.signal("-USR1");
+    r.wait_log("SIGHUP: reloaded").await;
+    let mut c = connect(r.addr).await;
+    send(&mut c, b"GET / HTTP/1.1\r\nHost: h7.test\r\n\r\n").await;
+    assert_eq!(read_reply(&mut c).await.body, "one");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_in_flight_requests_then_exits_0() {
     let b = backend("b1").await;

@@ -62,6 +62,15 @@ pub async fn serve(config: Config, path: Option<PathBuf>, upgrade: upgrade::Opti
         },
         Err(e) => warn!("cannot read the open files limit: {e}"),
     }
+    // Before the takeover and the listener, and so before "listening on" is logged: a SIGHUP sent as
+    // soon as relevo answers must find its handler.
+    let signals = match signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            error!("cannot install signal handlers: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
     let mut upgrade = match Upgrade::begin(upgrade, &config).await {
         Ok(u) => u,
         Err(e) => {
@@ -105,8 +114,15 @@ pub async fn serve(config: Config, path: Option<PathBuf>, upgrade: upgrade::Opti
             return ExitCode::from(EXIT_RUNTIME);
         }
     };
-    tokio::spawn(signals::reopen_on_sigusr1(server.state()));
+    let signals::Signals {
+        term,
+        int,
+        hup,
+        usr1,
+    } = signals;
+    tokio::spawn(signals::reopen_on_sigusr1(usr1, server.state()));
     tokio::spawn(signals::reload_on_sighup(
+        hup,
         server.state(),
         server.discovery(),
         server.stats(),
@@ -115,7 +131,7 @@ pub async fn serve(config: Config, path: Option<PathBuf>, upgrade: upgrade::Opti
     server
         .run_until(async {
             tokio::select! {
-                _ = signals::stop() => Drain::CloseIdle,
+                _ = signals::stop(term, int) => Drain::CloseIdle,
                 // The successor serves new connections; idle ones get one more answer.
                 _ = handed_over => Drain::AnswerNext,
             }

@@ -29,7 +29,7 @@ use super::reader::{ReadHalf, Reader};
 use super::request_body::{Inbound, Returned, WireBody};
 use super::response::{self, Asked, Framing};
 use super::upgrade::Tunnel;
-use super::writer::Writer;
+use super::writer::{HeadBuf, Writer};
 
 /// What a client connection is held to (from `timeouts` and `limits`).
 #[derive(Debug, Clone, Copy)]
@@ -243,7 +243,7 @@ where
         } else {
             None
         };
-        let mut head_buf = Vec::with_capacity(256);
+        let mut head_buf = HeadBuf::new();
         // Interim heads that came with the final one go out first, in the same write.
         for head in &interim {
             response::write_interim(head, &mut head_buf);
@@ -509,7 +509,7 @@ async fn refuse<W: AsyncWrite + Unpin>(
         accepts_trailers: false,
         keep_alive: false,
     };
-    let mut head = Vec::with_capacity(256);
+    let mut head = HeadBuf::new();
     let written = response::write_head(&page, asked, &mut head);
     write_body(writer, head, page.into_body(), written.framing)
         .await
@@ -521,7 +521,7 @@ async fn refuse<W: AsyncWrite + Unpin>(
 /// alone, so a client sees a slow response begin.
 async fn write_body<W, B>(
     writer: &mut Writer<W>,
-    head: Vec<u8>,
+    head: HeadBuf,
     body: B,
     framing: Framing,
 ) -> Result<(), String>
@@ -544,7 +544,8 @@ where
     let mut body = Some(body);
     let mut sent: u64 = 0;
     let mut trailers = None;
-    let mut line = Vec::with_capacity(20);
+    // Only chunked framing writes size lines: no allocation for a length-framed body.
+    let mut line = Vec::new();
     loop {
         if let Framing::Length(n) = framing {
             if sent == n {

@@ -19,7 +19,7 @@ use super::response_head::{self, ResponseHead};
 use crate::downstream::chunked;
 use crate::downstream::interim::Interim;
 use crate::downstream::request_body::UpstreamBody;
-use crate::downstream::writer::write_all_vectored;
+use crate::downstream::writer::{write_all_vectored, HeadBuf};
 use crate::http::error::ClientBodyError;
 use crate::http::{rewrite, BackendFault};
 
@@ -61,7 +61,7 @@ pub async fn exchange(
         req.body().is_end_stream(),
         req.body().size_hint().exact(),
     );
-    let mut head = Vec::new();
+    let mut head = HeadBuf::new();
     request_head::encode(req, framing, &mut head);
     let buffered = match req.body() {
         UpstreamBody::Buffered(bytes) => Some(bytes.clone().unwrap_or_default()),
