@@ -321,20 +321,17 @@ where
             // The writes happen after the `select!`, not in its arms: what an arm
             // holds across an await (the select's output, the answer's slot among
             // it) would be part of every request's state.
-            let bytes: Vec<u8> = tokio::select! {
+            // `Some`: an interim head to relay; `None`: the `100 Continue` owed.
+            let interim_head = tokio::select! {
                 // In this order: the answer first, no random draw per poll.
                 biased;
                 resp = &mut answer => return Some(resp),
-                head = next_interim(interim) => {
-                    let mut bytes = Vec::with_capacity(128);
-                    response::write_interim(&head, &mut bytes);
-                    bytes
-                }
+                head = next_interim(interim) => Some(head),
                 wanted = continue_wanted(&mut w.asked_continue) => {
                     if !wanted {
                         continue;
                     }
-                    b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()
+                    None
                 }
                 filled = fill_some(w.reader_at_home, w.max_header_bytes) => {
                     if !matches!(filled, Ok(n) if n > 0) {
@@ -344,12 +341,26 @@ where
                     continue;
                 }
             };
+            let bytes = interim_bytes(interim_head);
             // Boxed: rare, and a write's state would otherwise be in every request's.
             Box::pin(w.writer.write_all(&mut [IoSlice::new(&bytes)]))
                 .await
                 .ok()?;
         }
     }
+}
+
+/// An interim head as written (`None`: the `100 Continue` relevo owes). The buffer is
+/// taken only once there is something to write: while the answer is awaited, the
+/// thread's head buffer stays free for the request's and the response's heads. (A
+/// function, so that the head is gone before the write is awaited.)
+fn interim_bytes(head: Option<http::response::Parts>) -> HeadBuf {
+    let mut bytes = HeadBuf::new();
+    match head {
+        Some(head) => response::write_interim(&head, &mut bytes),
+        None => bytes.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n"),
+    }
+    bytes
 }
 
 /// What waiting for a head came to.

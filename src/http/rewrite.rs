@@ -10,9 +10,11 @@ use http::{Request, Response, Version};
 use super::fields::{append, has_token, list_elements};
 use super::host::Target;
 
+/// How many fixed hop-by-hop fields there are.
+const HOP_BY_HOP_COUNT: usize = 6;
 /// Fields that describe one hop only (RFC 9110 §7.6.1, RFC 9112 §6.1, and the
 /// non-standard ones proxies have always removed). `TE: trailers` is handled apart.
-static HOP_BY_HOP: [HeaderName; 6] = [
+static HOP_BY_HOP: [HeaderName; HOP_BY_HOP_COUNT] = [
     header::CONNECTION,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
@@ -156,7 +158,7 @@ pub(super) fn via(version: Version) -> &'static str {
 /// then are fields looked up and removed. Nothing is allocated unless `Connection`
 /// names a field besides the fixed ones (`keep-alive`, the usual one, is one of them).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let mut present = [false; 6];
+    let mut present = [false; HOP_BY_HOP_COUNT];
     for name in headers.keys() {
         if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
             present[i] = true;
