@@ -3,8 +3,10 @@
 //! client that stops reading cannot pin a connection (and its backend) forever.
 
 use std::cell::Cell;
+use std::future::Future;
 use std::io::{self, IoSlice};
 use std::ops::{Deref, DerefMut};
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -78,13 +80,21 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
     /// Writes every byte of `bufs`, in order, gathering them into as few system calls
     /// as the kernel allows; then flushes (a no-op for TCP, a record for TLS).
     pub async fn write_all(&mut self, bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
-        let write = async {
-            write_all_vectored(&mut self.io, bufs)
-                .await
-                .map_err(|(e, _)| e)?;
-            self.io.flush().await
-        };
-        match tokio::time::timeout(self.send_timeout, write).await {
+        let send_timeout = self.send_timeout;
+        let io = &mut self.io;
+        let mut write = std::pin::pin!(async move {
+            write_all_vectored(io, bufs).await.map_err(|(e, _)| e)?;
+            io.flush().await
+        });
+        // Almost every write completes at once (the send buffer has room): the timer,
+        // a clock reading and a timer-wheel entry made and dropped, is armed only for
+        // a write that has to wait.
+        if let Poll::Ready(done) =
+            std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await
+        {
+            return done;
+        }
+        match tokio::time::timeout(send_timeout, write).await {
             Ok(done) => done,
             Err(_) => Err(io::Error::new(
                 io::ErrorKind::TimedOut,

@@ -5,7 +5,7 @@
 use std::mem::MaybeUninit;
 
 use bytes::BytesMut;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::response::Parts;
 use http::{Method, Response, StatusCode, Version};
 
@@ -80,26 +80,41 @@ pub fn parse(
     } else {
         Version::HTTP_10
     };
+    // What framing and persistence depend on is read from httparse's slices as the
+    // field map is built, not looked up in the map afterwards (four lookups per
+    // response, most for fields that are not there).
+    let mut framing = FramingFields::default();
     let base = buf.as_ptr() as usize;
-    let mut fields: Vec<(usize, usize, usize, usize)> = Vec::with_capacity(resp.headers.len());
-    for h in resp.headers.iter() {
+    // Offsets into the head, on the stack: the slices borrow `buf`, which is split
+    // before the values can share its bytes.
+    let mut fields = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+    let count = resp.headers.len();
+    for (slot, h) in fields.iter_mut().zip(resp.headers.iter()) {
+        framing.note(h.name.as_bytes(), h.value);
         let name = h.name.as_ptr() as usize - base;
         let value = h.value.as_ptr() as usize - base;
-        fields.push((name, h.name.len(), value, h.value.len()));
+        // A head is at most `max` bytes (checked above), far below u32::MAX.
+        *slot = (
+            name as u32,
+            h.name.len() as u32,
+            value as u32,
+            h.value.len() as u32,
+        );
     }
     // The head's bytes, shared by the field values (no copies).
     let bytes = buf.split_to(len).freeze();
     // Room for the `Via` the rewrite adds.
-    let mut headers = HeaderMap::with_capacity(fields.len() + 1);
-    for (name, name_len, value, value_len) in fields {
-        let name = HeaderName::from_bytes(&bytes[name..name + name_len])
+    let mut headers = HeaderMap::with_capacity(count + 1);
+    for &(name, name_len, value, value_len) in &fields[..count] {
+        let (name, value) = (name as usize, value as usize);
+        let name = HeaderName::from_bytes(&bytes[name..name + name_len as usize])
             .map_err(|_| BackendFault::BadHead("field name"))?;
-        let value = HeaderValue::from_maybe_shared(bytes.slice(value..value + value_len))
+        let value = HeaderValue::from_maybe_shared(bytes.slice(value..value + value_len as usize))
             .map_err(|_| BackendFault::BadHead("field value"))?;
         headers.append(name, value);
     }
-    let body = body_kind(&headers, status, version, method)?;
-    let keep_alive = keep_alive(&headers, version) && body != BodyKind::Close;
+    let body = body_kind(&framing, status, version, method)?;
+    let keep_alive = framing.keep_alive(version) && body != BodyKind::Close;
     let mut head = Response::new(());
     *head.status_mut() = status;
     *head.version_mut() = version;
@@ -113,9 +128,65 @@ pub fn parse(
     }))
 }
 
+/// The fields that delimit the body and decide the connection's persistence, as
+/// they were read.
+#[derive(Debug)]
+struct FramingFields {
+    /// Whether any `Transfer-Encoding` line came.
+    transfer_encoding: bool,
+    /// Whether the last element of the last `Transfer-Encoding` line is `chunked`.
+    chunked_last: bool,
+    /// The `Content-Length` all lines agree on; `Err` once a line is invalid or
+    /// two disagree (reported only if Transfer-Encoding does not decide first).
+    length: Result<Option<u64>, &'static str>,
+    /// A `Connection` line says `close`.
+    close: bool,
+    /// A `Connection` line says `keep-alive`.
+    keep_alive: bool,
+}
+
+impl Default for FramingFields {
+    fn default() -> FramingFields {
+        FramingFields {
+            transfer_encoding: false,
+            chunked_last: false,
+            length: Ok(None),
+            close: false,
+            keep_alive: false,
+        }
+    }
+}
+
+impl FramingFields {
+    /// Takes one field line into account.
+    fn note(&mut self, name: &[u8], value: &[u8]) {
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            self.transfer_encoding = true;
+            self.chunked_last = last_element(value).eq_ignore_ascii_case(b"chunked");
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            if let Ok(prev) = self.length {
+                self.length = match content_length(value) {
+                    None => Err("content-length"),
+                    Some(n) if prev.is_some_and(|p| p != n) => Err("conflicting content-length"),
+                    Some(n) => Ok(Some(n)),
+                };
+            }
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            self.close |= has_token(value, b"close");
+            self.keep_alive |= has_token(value, b"keep-alive");
+        }
+    }
+
+    /// A 1.1 connection persists unless `close` is said; a 1.0 one only with
+    /// `keep-alive` (RFC 9112 §9.3).
+    fn keep_alive(&self, version: Version) -> bool {
+        !self.close && (version == Version::HTTP_11 || self.keep_alive)
+    }
+}
+
 /// RFC 9112 §6.3, in its order.
 fn body_kind(
-    headers: &HeaderMap,
+    fields: &FramingFields,
     status: StatusCode,
     version: Version,
     method: &Method,
@@ -127,52 +198,25 @@ fn body_kind(
     {
         return Ok(BodyKind::Empty);
     }
-    let mut te = headers.get_all(header::TRANSFER_ENCODING).iter().peekable();
-    if te.peek().is_some() {
+    if fields.transfer_encoding {
         // §6.1: a 1.0 message cannot carry Transfer-Encoding (hyper refuses it too).
         if version == Version::HTTP_10 {
             return Err(BackendFault::BadHead(
                 "transfer-encoding in an HTTP/1.0 response",
             ));
         }
-        let chunked = te
-            .next_back()
-            .is_some_and(|v| last_element(v.as_bytes()).eq_ignore_ascii_case(b"chunked"));
         // Another final coding: the body runs to the close (§6.3 item 4).
-        return Ok(if chunked {
+        return Ok(if fields.chunked_last {
             BodyKind::Chunked
         } else {
             BodyKind::Close
         });
     }
-    let mut length = None;
-    for v in headers.get_all(header::CONTENT_LENGTH) {
-        let n = content_length(v.as_bytes()).ok_or(BackendFault::BadHead("content-length"))?;
-        if length.is_some_and(|prev| prev != n) {
-            return Err(BackendFault::BadHead("conflicting content-length"));
-        }
-        length = Some(n);
-    }
-    Ok(match length {
+    Ok(match fields.length.map_err(BackendFault::BadHead)? {
         Some(0) => BodyKind::Empty,
         Some(n) => BodyKind::Length(n),
         None => BodyKind::Close,
     })
-}
-
-/// A 1.1 connection persists unless `close` is said; a 1.0 one only with `keep-alive`
-/// (RFC 9112 §9.3).
-fn keep_alive(headers: &HeaderMap, version: Version) -> bool {
-    let mut keep = version == Version::HTTP_11;
-    for v in headers.get_all(header::CONNECTION) {
-        if has_token(v.as_bytes(), b"close") {
-            return false;
-        }
-        if has_token(v.as_bytes(), b"keep-alive") {
-            keep = true;
-        }
-    }
-    keep
 }
 
 /// RFC 9110 §8.6: each element `1*DIGIT` (the request side's rule); a list of equal
