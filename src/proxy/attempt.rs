@@ -181,7 +181,6 @@ async fn send_with(
     limits: Limits,
     how: How<'_>,
 ) -> Result<(Answer, PooledConn, Option<Duration>), Failure> {
-    let mut connect_started = Instant::now();
     let conn = if how.fresh {
         backend.connect(slot, limits.connect).await
     } else {
@@ -201,13 +200,11 @@ async fn send_with(
         let error = match sent {
             Err(_) => ProxyError::ResponseTimeout(addr),
             Ok(Ok(answer)) => {
-                let connect_time =
-                    (!conn.reused).then(|| conn.opened.duration_since(connect_started));
+                let connect_time = conn.connect_time;
                 return Ok((answer, conn, connect_time));
             }
             Ok(Err(SendError::Unsent(source))) if conn.reused => {
                 debug!(backend = %addr, "pooled connection closed, reconnecting: {source}");
-                connect_started = Instant::now();
                 conn = match backend.connect(conn.into_slot(), limits.connect).await {
                     Ok(c) => c,
                     Err(error) => return Err(unsent(error)),

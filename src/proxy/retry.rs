@@ -47,8 +47,9 @@ pub async fn run(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let entry = plan.entry;
     // One clock reading per attempt: it starts the attempt, and after a failure it is
-    // the one checked against the budget.
-    let mut now = Instant::now();
+    // the one checked against the budget. The first attempt starts with the session
+    // (what lies between, routing and the head's rewrite, takes microseconds).
+    let mut now = session.started;
     let deadline = now + state.config.retries.budget;
     let mut tried: Vec<SocketAddr> = Vec::new();
     let mut last: Option<ProxyError> = None;

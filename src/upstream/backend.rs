@@ -191,7 +191,7 @@ impl Backend {
                 conn,
                 self.pool.clone(),
                 self.addr,
-                true,
+                None,
                 slot,
             )),
             None => self.connect(slot, connect_timeout).await,
@@ -207,12 +207,13 @@ impl Backend {
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
         let started = std::time::Instant::now();
         let conn = connect::open(self.addr, self.read_buffer, connect_timeout).await?;
-        self.connect_time.observe(started.elapsed());
+        let took = started.elapsed();
+        self.connect_time.observe(took);
         Ok(PooledConn::new(
             conn,
             self.pool.clone(),
             self.addr,
-            false,
+            Some(took),
             slot,
         ))
     }

@@ -101,8 +101,9 @@ pub struct PooledConn {
     pub reused: bool,
     /// The backend's connection slot, held while the connection is in use.
     slot: OwnedSemaphorePermit,
-    /// When it was checked out (for a new connection: when the connect finished).
-    pub opened: Instant,
+    /// How long the connect took, for a connection opened for this exchange (the
+    /// session's connect time); `None` for a pooled one.
+    pub connect_time: Option<Duration>,
 }
 
 impl PooledConn {
@@ -111,16 +112,16 @@ impl PooledConn {
         conn: Conn,
         pool: Arc<Pool>,
         addr: SocketAddr,
-        reused: bool,
+        connect_time: Option<Duration>,
         slot: OwnedSemaphorePermit,
     ) -> Self {
         PooledConn {
             conn,
             pool,
             addr,
-            reused,
+            reused: connect_time.is_none(),
             slot,
-            opened: Instant::now(),
+            connect_time,
         }
     }
 
