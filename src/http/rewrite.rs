@@ -1,7 +1,7 @@
 //! Head rewriting between the hops (RFC 9110 §7.6): hop-by-hop fields go, `Host`,
 //! `X-Forwarded-For` and `Via` are set. Bodies are passed through untouched.
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
@@ -51,7 +51,7 @@ pub fn upgrade_protocol<B>(req: &Request<B>) -> Option<HeaderValue> {
 pub fn request<B>(
     req: Request<B>,
     target: &Target,
-    client: SocketAddr,
+    forwarded_for: HeaderValue,
     upgrade: Option<HeaderValue>,
 ) -> Request<B> {
     let (mut parts, body) = req.into_parts();
@@ -92,7 +92,7 @@ pub fn request<B>(
     append(
         &mut parts.headers,
         HeaderName::from_static("x-forwarded-for"),
-        ip_value(client.ip()),
+        forwarded_for,
     );
     append(
         &mut parts.headers,
@@ -185,10 +185,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// The client's address as a field value, formatted without `fmt` (it is on every
-/// request's path).
-fn ip_value(ip: std::net::IpAddr) -> HeaderValue {
-    let std::net::IpAddr::V4(v4) = ip else {
+/// The client's address as an `X-Forwarded-For` value, made once per client
+/// connection (formatting and copying it for every request was an allocation each).
+pub fn forwarded_for(ip: IpAddr) -> HeaderValue {
+    let IpAddr::V4(v4) = ip else {
         return HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("-"));
     };
     let mut out = [0u8; 15];

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::{header, Method, Request, Response};
+use http::{header, HeaderValue, Method, Request, Response};
 use hyper::body::Body;
 use tracing::{debug, error, warn};
 
@@ -21,11 +21,13 @@ use crate::stats::Protocol;
 
 /// The service entry point of both connection layers: every error becomes a response.
 /// `last` marks the last request the connection may carry (`max_requests_per_connection`);
-/// `interim` is where a backend's 1xx responses go, when the client can take them;
+/// `forwarded_for` is the client's address as `X-Forwarded-For` appends it (made once per
+/// connection); `interim` is where a backend's 1xx responses go, when the client can take them;
 /// `protocol` is the connection's, for the log and the metrics.
 pub async fn handle(
     state: Arc<State>,
     client: SocketAddr,
+    forwarded_for: HeaderValue,
     req: Box<Request<Inbound>>,
     last: bool,
     interim: Option<Interim>,
@@ -35,7 +37,7 @@ pub async fn handle(
     // A body we did not read would be parsed as the next request if the connection
     // stayed open, so an early answer closes it.
     let unread_body = !req.body().is_end_stream();
-    let mut resp = match proxy(&state, req, &mut session, interim).await {
+    let mut resp = match proxy(&state, req, &mut session, interim, forwarded_for).await {
         Ok(resp) => resp,
         Err(err) => {
             match err.side() {
@@ -59,6 +61,7 @@ async fn proxy(
     mut req: Box<Request<Inbound>>,
     session: &mut Session,
     interim: Option<Interim>,
+    forwarded_for: HeaderValue,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     checks::before_routing(&req, state.config.limits.max_uri_bytes)?;
     if req.method() == Method::CONNECT {
@@ -95,7 +98,7 @@ async fn proxy(
     let replayable = entry.tries > 1
         && (req.body().is_end_stream()
             || declared.is_some_and(|len| len <= state.config.retries.replay_body_bytes));
-    let req = rewrite::request(*req, &target, session.client, upgrade);
+    let req = rewrite::request(*req, &target, forwarded_for, upgrade);
     let mut resend = Resend::new(
         Box::new(req),
         replayable,

@@ -50,6 +50,8 @@ pub(super) struct Answerer {
     served: AtomicU64,
     /// HTTP/1.1 or HTTP/2, in clear or over TLS, for the count and the log.
     protocol: Protocol,
+    /// The client's address as `X-Forwarded-For` appends it, made once.
+    forwarded_for: HeaderValue,
 }
 
 impl Answerer {
@@ -57,6 +59,7 @@ impl Answerer {
     pub(super) fn new(conn: Conn) -> Answerer {
         let protocol = conn.tls.as_ref().map_or(Protocol::CLEAR, |t| t.protocol);
         Answerer {
+            forwarded_for: rewrite::forwarded_for(conn.peer.ip()),
             conn,
             served: AtomicU64::new(0),
             protocol,
@@ -91,6 +94,7 @@ impl Answerer {
         }
         .map(Box::new);
         let peer = conn.peer;
+        let forwarded_for = self.forwarded_for.clone();
         let in_flight = conn.streams.as_ref().map(|s| {
             // The session holds the request active until its response body ends.
             req.extensions_mut().insert(s.clone());
@@ -100,7 +104,8 @@ impl Answerer {
             if let Some(answer) = early {
                 return *answer;
             }
-            let mut resp = proxy::handle(state, peer, req, last, interim, protocol).await;
+            let mut resp =
+                proxy::handle(state, peer, forwarded_for, req, last, interim, protocol).await;
             if let Some(guard) = in_flight {
                 guard.finished();
             }
