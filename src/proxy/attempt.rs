@@ -203,7 +203,7 @@ async fn send_with(
                 let connect_time = conn.connect_time;
                 return Ok((answer, conn, connect_time));
             }
-            Ok(Err(SendError::Unsent(source))) if conn.reused => {
+            Ok(Err(SendError::Unsent(source))) if conn.reused() => {
                 debug!(backend = %addr, "pooled connection closed, reconnecting: {source}");
                 conn = match backend.connect(conn.into_slot(), limits.connect).await {
                     Ok(c) => c,
@@ -219,7 +219,7 @@ async fn send_with(
                 };
                 return Err(unsent(error));
             }
-            Ok(Err(SendError::BeforeResponse(source))) if conn.reused => {
+            Ok(Err(SendError::BeforeResponse(source))) if conn.reused() => {
                 debug!(backend = %addr, "pooled connection closed as the request went out: {source}");
                 ProxyError::StaleConnection { addr, source }
             }

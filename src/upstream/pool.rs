@@ -96,13 +96,10 @@ pub struct PooledConn {
     pool: Arc<Pool>,
     /// The backend, for logs.
     pub addr: SocketAddr,
-    /// Whether this connection served an earlier request (then a failure before any
-    /// response byte may just be the backend's idle close, and a retry is safe).
-    pub reused: bool,
     /// The backend's connection slot, held while the connection is in use.
     slot: OwnedSemaphorePermit,
     /// How long the connect took, for a connection opened for this exchange (the
-    /// session's connect time); `None` for a pooled one.
+    /// session's connect time); `None` for a pooled one, which is what `reused` says.
     pub connect_time: Option<Duration>,
 }
 
@@ -119,10 +116,15 @@ impl PooledConn {
             conn,
             pool,
             addr,
-            reused: connect_time.is_none(),
             slot,
             connect_time,
         }
+    }
+
+    /// Whether this connection served an earlier request (then a failure before any
+    /// response byte may just be the backend's idle close, and a retry is safe).
+    pub fn reused(&self) -> bool {
+        self.connect_time.is_none()
     }
 
     /// Gives the slot back, keeping the connection (a failed connection's slot
