@@ -454,6 +454,32 @@ async fn response_transfer_encoding_overrides_content_length() {
     assert!(text.ends_with("\r\n\r\n3\r\nabc\r\n0\r\n\r\n"), "{text}");
 }
 
+// RFC 9112 §2.2: a backend's bare-LF lines reach the client as CRLF lines; field
+// names keep the backend's spelling (RFC 9110 §5.1: case-insensitive); RFC 9112 §9.3:
+// an HTTP/1.0 backend's `Connection: keep-alive` is this hop's, never relayed; RFC
+// 9110 §7.6.3: `Via` names the version the backend spoke.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http10_backend_head_is_relayed_with_crlf_lines() {
+    let (text, _p) = via_scripted(
+        b"HTTP/1.0 200 OK\nContent-Type: text/plain\nX-Mixed-Case: Value\nCONTENT-LENGTH: 2\nConnection: Keep-Alive\n\nok",
+        b"GET / HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let (head, body) = text.split_once("\r\n\r\n").expect("a whole head");
+    assert_eq!(body, "ok", "{text}");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(
+        !head.replace("\r\n", "").contains('\n'),
+        "a bare LF: {text:?}"
+    );
+    assert!(head.contains("\r\nX-Mixed-Case: Value\r\n"), "{text}");
+    let lower = head.to_ascii_lowercase();
+    assert!(lower.contains("\r\ncontent-type: text/plain"), "{text}");
+    assert_eq!(lower.matches("content-length:").count(), 1, "{text}");
+    assert!(lower.contains("\r\nvia: 1.0 relevo"), "{text}");
+    assert!(!lower.contains("keep-alive"), "{text}");
+}
+
 // RFC 9112 §6.3 (4), §6.1: a response whose final coding is not chunked is read until
 // the backend closes; the client gets those bytes exactly, framed by relevo, with no
 // Transfer-Encoding it cannot undo.

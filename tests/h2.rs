@@ -60,6 +60,23 @@ async fn h2_requests_reach_http11_backends_without_connection_fields() {
     assert_eq!(seen.uri, "/hop?q=1");
     assert_eq!(seen.headers["host"], "app.test");
     assert_eq!(seen.headers["via"], "2 relevo");
+    // The same for the fixed hop-by-hop fields of a head relayed as it came (the
+    // fields kept beside the map are moved into it for hyper): the rest arrives.
+    let got = tls::h2_get(&mut send, "https://app.test/hop-fixed").await;
+    for name in [
+        "keep-alive",
+        "proxy-connection",
+        "upgrade",
+        "te",
+        "proxy-authorization",
+    ] {
+        assert!(!got.resp.headers().contains_key(name), "{name} was relayed");
+    }
+    assert_eq!(got.resp.headers()["x-public"], "ok");
+    assert_eq!(got.resp.headers()["via"], "1.1 relevo");
+    assert_eq!(got.resp.headers()["content-length"], "2");
+    assert_eq!(got.resp.headers().get_all("date").iter().count(), 1);
+    assert_eq!(got.body, "b1");
     // Several streams at once on the one connection.
     let gets = (0..20).map(|i| {
         let mut send = send.clone();

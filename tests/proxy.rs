@@ -422,6 +422,54 @@ Proxy-Connection: keep-alive\r\nProxy-Authorization: Basic eDp5\r\nTE: gzip, tra
     assert_eq!(r.header("x-public").as_deref(), Some("ok"));
 }
 
+// RFC 9110 §7.6.1: the fixed hop-by-hop fields of a response are dropped even when no
+// `Connection` line names them (the head relayed as it came, screened while parsed);
+// every other field, the backend's `Date` among them, reaches the client once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixed_hop_by_hop_response_fields_are_stripped() {
+    let b = backend("b1").await;
+    let p = start_proxy(vec![host("app.test", &[b.addr])], |_| {});
+    let mut c = connect(p.addr).await;
+    for method in ["GET", "HEAD"] {
+        send(
+            &mut c,
+            format!("{method} /hop-fixed HTTP/1.1\r\nHost: app.test\r\n\r\n").as_bytes(),
+        )
+        .await;
+        let r = if method == "HEAD" {
+            let head = read_head(&mut c).await;
+            Reply {
+                status: head[9..12].parse().unwrap(),
+                head,
+                body: String::new(),
+            }
+        } else {
+            read_reply(&mut c).await
+        };
+        let head = r.head.to_ascii_lowercase();
+        for gone in [
+            "keep-alive:",
+            "proxy-connection:",
+            "upgrade:",
+            "te:",
+            "proxy-authorization:",
+            "connection:",
+            "transfer-encoding:",
+        ] {
+            assert!(
+                !head.contains(&format!("\n{gone}")),
+                "{method}: {gone} relayed: {head}"
+            );
+        }
+        assert_eq!(r.header("x-public").as_deref(), Some("ok"), "{method}");
+        assert_eq!(r.header("via").as_deref(), Some("1.1 relevo"), "{method}");
+        // RFC 9110 §8.6: a HEAD answer describes the body a GET would have had.
+        assert_eq!(r.header("content-length").as_deref(), Some("2"), "{method}");
+        assert_eq!(head.matches("\ncontent-length:").count(), 1, "{head}");
+        assert_eq!(head.matches("\ndate:").count(), 1, "{head}");
+    }
+}
+
 // RFC 9110 §7.6.3 Via on both hops; X-Forwarded-For appended to what the client sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn via_and_x_forwarded_for() {

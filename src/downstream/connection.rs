@@ -27,7 +27,7 @@ use super::interim::Interim;
 use super::listener::Accepted;
 use super::reader::{ReadHalf, Reader};
 use super::request_body::{Inbound, Returned, WireBody};
-use super::response::{self, Asked, Framing};
+use super::response::{self, Asked, Framing, Relayed};
 use super::upgrade::Tunnel;
 use super::writer::{HeadBuf, Writer};
 
@@ -60,7 +60,7 @@ pub enum Drain {
 /// of its response (`server::service` builds one per connection).
 pub trait Answers {
     /// The response body.
-    type Body: Body<Data = Bytes, Error: std::fmt::Display> + Send + Unpin + 'static;
+    type Body: Body<Data = Bytes, Error: std::fmt::Display> + Relayed + Send + Unpin + 'static;
     /// The future of a response.
     type Answer: Future<Output = Response<Self::Body>> + Send + 'static;
     /// The answer to `req`; the backend's interim responses go to `interim`.
@@ -74,7 +74,7 @@ impl<F, Fut, B> Answers for F
 where
     F: FnMut(Box<Request<Inbound>>, Option<Interim>) -> Fut,
     Fut: Future<Output = Response<B>> + Send + 'static,
-    B: Body<Data = Bytes, Error: std::fmt::Display> + Send + Unpin + 'static,
+    B: Body<Data = Bytes, Error: std::fmt::Display> + Relayed + Send + Unpin + 'static,
 {
     type Body = B;
     type Answer = Fut;
@@ -248,7 +248,7 @@ where
         for head in &interim {
             response::write_interim(head, &mut head_buf);
         }
-        let written = response::write_head(&resp, asked, &mut head_buf);
+        let written = response::write_head(&resp, resp.body().passed(), asked, &mut head_buf);
         if let Err(e) = write_body(writer, head_buf, resp.into_body(), written.framing).await {
             debug!(client = %peer, "response not completed: {e}");
             return Served::Drop;
@@ -521,7 +521,7 @@ async fn refuse<W: AsyncWrite + Unpin>(
         keep_alive: false,
     };
     let mut head = HeadBuf::new();
-    let written = response::write_head(&page, asked, &mut head);
+    let written = response::write_head(&page, None, asked, &mut head);
     write_body(writer, head, page.into_body(), written.framing)
         .await
         .map_err(std::io::Error::other)

@@ -12,6 +12,19 @@ use http::{Method, Response, StatusCode, Version};
 use hyper::body::Body;
 
 use super::head::has_token;
+use crate::http::passed::PassedFields;
+
+/// A response body that may carry its head's end-to-end fields beside the field map
+/// (as the backend wrote them): the head written for the client copies them.
+pub trait Relayed {
+    /// The fields kept beside the map, if any.
+    fn passed(&self) -> Option<&PassedFields> {
+        None
+    }
+}
+
+/// A body held in memory has every field in its map.
+impl<D> Relayed for http_body_util::Full<D> {}
 
 /// How the body after a head is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,8 +74,14 @@ pub fn write_interim(head: &http::response::Parts, dst: &mut Vec<u8>) {
     dst.extend_from_slice(b"\r\n");
 }
 
-/// Writes `resp`'s head into `dst` for a request that asked `asked`.
-pub fn write_head<B: Body>(resp: &Response<B>, asked: Asked<'_>, dst: &mut Vec<u8>) -> Written {
+/// Writes `resp`'s head into `dst` for a request that asked `asked`; `passed` are the
+/// backend's fields kept beside the field map, written first, as they came.
+pub fn write_head<B: Body>(
+    resp: &Response<B>,
+    passed: Option<&PassedFields>,
+    asked: Asked<'_>,
+    dst: &mut Vec<u8>,
+) -> Written {
     let status = resp.status();
     let headers = resp.headers();
     let connect_ok = asked.method == Method::CONNECT && status.is_success();
@@ -76,10 +95,12 @@ pub fn write_head<B: Body>(resp: &Response<B>, asked: Asked<'_>, dst: &mut Vec<u
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED);
     let no_body = !may_have_length || asked.method == Method::HEAD;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = passed.and_then(PassedFields::content_length).or_else(|| {
+        headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+    });
     let framing = if no_body {
         Framing::None
     } else if let Some(n) = declared.or(resp.body().size_hint().exact()) {
@@ -95,6 +116,13 @@ pub fn write_head<B: Body>(resp: &Response<B>, asked: Asked<'_>, dst: &mut Vec<u
 
     status_line(status, dst);
     let mut wrote_date = false;
+    if let Some(passed) = passed {
+        for (name, value) in passed.iter() {
+            field(dst, name, value);
+        }
+        field(dst, b"via", passed.via().as_bytes());
+        wrote_date = passed.has_date();
+    }
     for (name, value) in headers {
         match *name {
             header::CONTENT_LENGTH | header::TRANSFER_ENCODING | header::CONNECTION => continue,
@@ -111,7 +139,10 @@ pub fn write_head<B: Body>(resp: &Response<B>, asked: Asked<'_>, dst: &mut Vec<u
         }
         Framing::None if may_have_length => {
             // HEAD and 304 describe the body they would have had (RFC 9110 §8.6).
-            if let Some(v) = headers.get(header::CONTENT_LENGTH) {
+            if let Some(n) = passed.and_then(PassedFields::content_length) {
+                let mut digits = itoa::Buffer::new();
+                field(dst, b"content-length", digits.format(n).as_bytes());
+            } else if let Some(v) = headers.get(header::CONTENT_LENGTH) {
                 field(dst, b"content-length", v.as_bytes());
             }
         }
@@ -227,7 +258,7 @@ mod tests {
             accepts_trailers: false,
             keep_alive: true,
         };
-        let w = write_head(resp, asked, &mut dst);
+        let w = write_head(resp, None, asked, &mut dst);
         (String::from_utf8(dst).unwrap(), w)
     }
 

@@ -7,6 +7,7 @@ pub mod error;
 pub mod fields;
 pub mod host;
 pub mod page;
+pub mod passed;
 pub mod rewrite;
 
 pub use error::{BackendFault, ProxyError, Retry, Side};

@@ -103,12 +103,17 @@ pub async fn exchange(
                 return Ok(Exchanged::Switching(resp, conn, took));
             }
             let body = BackendBody::new(conn, head.body, reusable, head.len);
-            let resp = Response::from_parts(head.parts, ProxyBody::upstream(body, in_flight));
-            Ok(Exchanged::Response(
-                rewrite::response(resp),
-                took,
-                connect_time,
-            ))
+            let passed = head.passed;
+            let needs_rewrite = passed.is_none();
+            let resp =
+                Response::from_parts(head.parts, ProxyBody::upstream(body, in_flight, passed));
+            // Fields kept as they came were screened for the client as they were parsed.
+            let resp = if needs_rewrite {
+                rewrite::response(resp)
+            } else {
+                resp
+            };
+            Ok(Exchanged::Response(resp, took, connect_time))
         }
         Err(failure) => {
             if failure.error.blames_backend() {

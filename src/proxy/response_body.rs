@@ -12,6 +12,8 @@ use hyper::body::{Body, Frame, SizeHint};
 
 use super::finish;
 use super::session::Session;
+use crate::downstream::response::Relayed;
+use crate::http::passed::PassedFields;
 use crate::http::BackendFault;
 use crate::upstream::{BackendBody, InFlight};
 
@@ -29,6 +31,9 @@ pub struct ProxyBody {
     /// Set when the body reported its end (`None`): a chunked body never says
     /// `is_end_stream` (its length is unknown), so its end is only seen here.
     ended: bool,
+    /// The backend's end-to-end fields, kept as they came instead of in the
+    /// response's field map: the client connection copies them into its head.
+    passed: Option<PassedFields>,
 }
 
 #[derive(Debug)]
@@ -39,13 +44,19 @@ enum Inner {
 
 impl ProxyBody {
     /// A backend's body, streamed as it arrives from `conn`.
-    pub fn upstream(body: BackendBody, in_flight: InFlight) -> ProxyBody {
+    /// `passed`: the head's fields, when the parser kept them as they came.
+    pub fn upstream(
+        body: BackendBody,
+        in_flight: InFlight,
+        passed: Option<PassedFields>,
+    ) -> ProxyBody {
         ProxyBody {
             inner: Inner::Upstream(body),
             in_flight: Some(in_flight),
             session: None,
             failed: false,
             ended: false,
+            passed,
         }
     }
 
@@ -58,6 +69,7 @@ impl ProxyBody {
             session: None,
             failed: false,
             ended: false,
+            passed: None,
         }
     }
 
@@ -66,10 +78,22 @@ impl ProxyBody {
         ProxyBody::page(Bytes::new())
     }
 
+    /// Takes the backend's fields kept beside the field map, for a client that needs
+    /// them in it (HTTP/2).
+    pub fn take_passed(&mut self) -> Option<PassedFields> {
+        self.passed.take()
+    }
+
     /// Attaches the session to finish when the body ends.
     pub fn with_session(mut self, session: Box<Session>) -> ProxyBody {
         self.session = Some(session);
         self
+    }
+}
+
+impl Relayed for ProxyBody {
+    fn passed(&self) -> Option<&PassedFields> {
+        self.passed.as_ref()
     }
 }
 

@@ -110,6 +110,10 @@ impl Answerer {
                 guard.finished();
             }
             if protocol.h2 {
+                // hyper writes HTTP/2 heads from the field map alone.
+                if let Some(passed) = resp.body_mut().take_passed() {
+                    passed.into_headers(resp.headers_mut());
+                }
                 // RFC 9113 §8.2.2: connection-specific fields are malformed in HTTP/2.
                 rewrite::strip_hop_by_hop(resp.headers_mut());
             }

@@ -9,7 +9,8 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::response::Parts;
 use http::{Method, Response, StatusCode, Version};
 
-use crate::downstream::head::{self, has_token, last_element};
+use crate::downstream::head::{self, last_element};
+use crate::http::passed::{Line, PassedFields};
 use crate::http::BackendFault;
 
 /// Most fields in a response head (hyper's client default).
@@ -31,8 +32,12 @@ pub enum BodyKind {
 /// A parsed response head.
 #[derive(Debug)]
 pub struct ResponseHead {
-    /// Status, version and fields, for the response relayed to the client.
+    /// Status, version and fields, for the response relayed to the client; the
+    /// fields are empty when `passed` holds them.
     pub parts: Parts,
+    /// The end-to-end fields as the backend wrote them, already screened for the
+    /// client (the usual head); `None` when `parts` has them all, to be rewritten.
+    pub passed: Option<PassedFields>,
     /// Where the body ends.
     pub body: BodyKind,
     /// Whether the backend lets the connection carry another request.
@@ -81,55 +86,133 @@ pub fn parse(
         Version::HTTP_10
     };
     // What framing and persistence depend on is read from httparse's slices as the
-    // field map is built, not looked up in the map afterwards (four lookups per
-    // response, most for fields that are not there).
+    // lines are walked, not looked up in a field map afterwards.
     let mut framing = FramingFields::default();
     let base = buf.as_ptr() as usize;
-    // Offsets into the head, on the stack: the slices borrow `buf`, which is split
-    // before the values can share its bytes.
-    let mut fields = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+    // Offsets into the head and each line's role, on the stack: the slices borrow
+    // `buf`, which is split before the values can share its bytes.
+    let mut lines = [(Line::default(), Role::EndToEnd); MAX_HEADERS];
     let count = resp.headers.len();
-    for (slot, h) in fields.iter_mut().zip(resp.headers.iter()) {
-        framing.note(h.name.as_bytes(), h.value);
+    for (slot, h) in lines.iter_mut().zip(resp.headers.iter()) {
+        let role = Role::of(h.name.as_bytes());
+        framing.note(role, h.value);
         let name = h.name.as_ptr() as usize - base;
         let value = h.value.as_ptr() as usize - base;
         // A head is at most `max` bytes (checked above), far below u32::MAX.
         *slot = (
-            name as u32,
-            h.name.len() as u32,
-            value as u32,
-            h.value.len() as u32,
+            Line {
+                name: name as u32,
+                name_end: (name + h.name.len()) as u32,
+                value: value as u32,
+                value_end: (value + h.value.len()) as u32,
+            },
+            role,
         );
     }
+    let lines = &lines[..count];
     // The head's bytes, shared by the field values (no copies).
     let bytes = buf.split_to(len).freeze();
-    // Room for the `Via` the rewrite adds.
-    let mut headers = HeaderMap::with_capacity(count + 1);
-    for &(name, name_len, value, value_len) in &fields[..count] {
-        let (name, value) = (name as usize, value as usize);
-        let name = HeaderName::from_bytes(&bytes[name..name + name_len as usize])
-            .map_err(|_| BackendFault::BadHead("field name"))?;
-        let value = HeaderValue::from_maybe_shared(bytes.slice(value..value + value_len as usize))
-            .map_err(|_| BackendFault::BadHead("field value"))?;
-        headers.append(name, value);
-    }
     let body = body_kind(&framing, status, version, method)?;
     let keep_alive = framing.keep_alive(version) && body != BodyKind::Close;
     let mut head = Response::new(());
     *head.status_mut() = status;
-    *head.version_mut() = version;
-    *head.headers_mut() = headers;
+    let passes = !status.is_informational()
+        && !framing.special
+        && !framing.names_fields
+        && framing.length.is_ok();
+    let passed = if passes {
+        // The usual head: its end-to-end lines go to the client as they came.
+        let kept = lines
+            .iter()
+            .filter(|(_, role)| matches!(role, Role::EndToEnd | Role::Date))
+            .map(|&(line, _)| line)
+            .collect();
+        let content_length = match framing.length {
+            Ok(n) if !framing.transfer_encoding => n,
+            _ => None,
+        };
+        let has_date = framing.date;
+        // The client hop speaks relevo's version (`rewrite::response` does the same).
+        *head.version_mut() = Version::HTTP_11;
+        Some(PassedFields::new(
+            bytes,
+            kept,
+            version,
+            content_length,
+            has_date,
+        ))
+    } else {
+        // Interim and switching heads, and the rare fields that need more than a copy
+        // (`Via` to fold, `Trailer`, fields `Connection` names): a field map, which
+        // `rewrite::response` rewrites.
+        let mut headers = HeaderMap::with_capacity(count + 1);
+        for (line, _) in lines {
+            let name = HeaderName::from_bytes(&bytes[line.name as usize..line.name_end as usize])
+                .map_err(|_| BackendFault::BadHead("field name"))?;
+            let value = HeaderValue::from_maybe_shared(
+                bytes.slice(line.value as usize..line.value_end as usize),
+            )
+            .map_err(|_| BackendFault::BadHead("field value"))?;
+            headers.append(name, value);
+        }
+        *head.version_mut() = version;
+        *head.headers_mut() = headers;
+        None
+    };
     let (parts, ()) = head.into_parts();
     Ok(Some(ResponseHead {
         parts,
+        passed,
         body,
         keep_alive,
         len,
     }))
 }
 
-/// The fields that delimit the body and decide the connection's persistence, as
-/// they were read.
+/// What a response field is to relevo, told by its name once per line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// `Transfer-Encoding`: framing, and hop-by-hop (RFC 9112 §6.1).
+    TransferEncoding,
+    /// `Content-Length`: framing; the client's head gets relevo's own.
+    ContentLength,
+    /// `Connection`: persistence, and the fields it names are hop-by-hop too.
+    Connection,
+    /// `TE`, `Upgrade`, `Keep-Alive`, `Proxy-Connection`, `Proxy-Authorization`: this
+    /// hop's only (RFC 9110 §7.6.1), never passed on.
+    HopByHop,
+    /// `Date`: passed, and relevo adds none.
+    Date,
+    /// `Via` (folded with relevo's entry) and `Trailer` (sent only to clients that take
+    /// trailers): a head with either takes the field map's way.
+    Special,
+    /// Everything else: passed as it came.
+    EndToEnd,
+}
+
+impl Role {
+    /// The role of the field called `name` (any case).
+    fn of(name: &[u8]) -> Role {
+        let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+        match name.len() {
+            2 if is(b"te") => Role::HopByHop,
+            3 if is(b"via") => Role::Special,
+            4 if is(b"date") => Role::Date,
+            7 if is(b"upgrade") => Role::HopByHop,
+            7 if is(b"trailer") => Role::Special,
+            10 if is(b"connection") => Role::Connection,
+            10 if is(b"keep-alive") => Role::HopByHop,
+            14 if is(b"content-length") => Role::ContentLength,
+            16 if is(b"proxy-connection") => Role::HopByHop,
+            17 if is(b"transfer-encoding") => Role::TransferEncoding,
+            19 if is(b"proxy-authorization") => Role::HopByHop,
+            _ => Role::EndToEnd,
+        }
+    }
+}
+
+/// What the fields say about framing, persistence and how the head can be relayed,
+/// as they were read.
 #[derive(Debug)]
 struct FramingFields {
     /// Whether any `Transfer-Encoding` line came.
@@ -143,6 +226,13 @@ struct FramingFields {
     close: bool,
     /// A `Connection` line says `keep-alive`.
     keep_alive: bool,
+    /// A `Connection` line names a field (anything but `close` and `keep-alive`),
+    /// which is then hop-by-hop too.
+    names_fields: bool,
+    /// A `Date` line came.
+    date: bool,
+    /// A `Via` or `Trailer` line came.
+    special: bool,
 }
 
 impl Default for FramingFields {
@@ -153,27 +243,46 @@ impl Default for FramingFields {
             length: Ok(None),
             close: false,
             keep_alive: false,
+            names_fields: false,
+            date: false,
+            special: false,
         }
     }
 }
 
 impl FramingFields {
     /// Takes one field line into account.
-    fn note(&mut self, name: &[u8], value: &[u8]) {
-        if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            self.transfer_encoding = true;
-            self.chunked_last = last_element(value).eq_ignore_ascii_case(b"chunked");
-        } else if name.eq_ignore_ascii_case(b"content-length") {
-            if let Ok(prev) = self.length {
-                self.length = match content_length(value) {
-                    None => Err("content-length"),
-                    Some(n) if prev.is_some_and(|p| p != n) => Err("conflicting content-length"),
-                    Some(n) => Ok(Some(n)),
-                };
+    fn note(&mut self, role: Role, value: &[u8]) {
+        match role {
+            Role::TransferEncoding => {
+                self.transfer_encoding = true;
+                self.chunked_last = last_element(value).eq_ignore_ascii_case(b"chunked");
             }
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            self.close |= has_token(value, b"close");
-            self.keep_alive |= has_token(value, b"keep-alive");
+            Role::ContentLength => {
+                if let Ok(prev) = self.length {
+                    self.length = match content_length(value) {
+                        None => Err("content-length"),
+                        Some(n) if prev.is_some_and(|p| p != n) => {
+                            Err("conflicting content-length")
+                        }
+                        Some(n) => Ok(Some(n)),
+                    };
+                }
+            }
+            Role::Connection => {
+                for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                    if token.eq_ignore_ascii_case(b"close") {
+                        self.close = true;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                        self.keep_alive = true;
+                    } else if !token.is_empty() {
+                        self.names_fields = true;
+                    }
+                }
+            }
+            Role::Date => self.date = true,
+            Role::Special => self.special = true,
+            Role::HopByHop | Role::EndToEnd => {}
         }
     }
 

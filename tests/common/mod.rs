@@ -227,6 +227,17 @@ async fn answer(b: Backend, req: Request<Incoming>) -> Result<Response<TestBody>
             h.insert("keep-alive", "timeout=5".parse().unwrap());
             h.insert("x-public", "ok".parse().unwrap());
         }
+        // Hop-by-hop fields no `Connection` line names: the head relevo relays as
+        // it came, screened while it is parsed.
+        "/hop-fixed" => {
+            let h = resp.headers_mut();
+            h.insert("keep-alive", "timeout=5".parse().unwrap());
+            h.insert("proxy-connection", "keep-alive".parse().unwrap());
+            h.insert("upgrade", "h2c".parse().unwrap());
+            h.insert("te", "trailers".parse().unwrap());
+            h.insert("proxy-authorization", "Basic eDp5".parse().unwrap());
+            h.insert("x-public", "ok".parse().unwrap());
+        }
         "/echo-length" => resp = Response::new(full(body_len.to_string())),
         "/big" => {
             let n: u64 = parts.uri.query().and_then(|q| q.parse().ok()).unwrap_or(0);
