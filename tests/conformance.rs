@@ -480,6 +480,35 @@ async fn http10_backend_head_is_relayed_with_crlf_lines() {
     assert!(!lower.contains("keep-alive"), "{text}");
 }
 
+// RFC 9110 §7.6.3: relevo's `Via` entry follows the backend's, in one list; a second
+// backend line stays a line of its own, in its order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_via_follows_the_backends() {
+    let req = b"GET / HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n";
+    let (text, _p) = via_scripted(
+        b"HTTP/1.1 200 OK\r\nVia: 1.1 varnish\r\nContent-Length: 2\r\n\r\nok",
+        req,
+    )
+    .await;
+    let lower = text.to_ascii_lowercase();
+    assert_eq!(lower.matches("\r\nvia:").count(), 1, "{text}");
+    assert!(
+        lower.contains("\r\nvia: 1.1 varnish, 1.1 relevo\r\n"),
+        "{text}"
+    );
+    let (text, _p) = via_scripted(
+        b"HTTP/1.1 200 OK\r\nVia: 1.0 a\r\nVia: 1.1 b\r\nContent-Length: 2\r\n\r\nok",
+        req,
+    )
+    .await;
+    let lower = text.to_ascii_lowercase();
+    let vias: Vec<&str> = lower
+        .split("\r\n")
+        .filter_map(|l| l.strip_prefix("via: "))
+        .collect();
+    assert_eq!(vias.join(", "), "1.0 a, 1.1 b, 1.1 relevo", "{text}");
+}
+
 // RFC 9112 §6.3 (4), §6.1: a response whose final coding is not chunked is read until
 // the backend closes; the client gets those bytes exactly, framed by relevo, with no
 // Transfer-Encoding it cannot undo.

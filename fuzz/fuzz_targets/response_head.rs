@@ -10,6 +10,18 @@ use libfuzzer_sys::fuzz_target;
 use relevo::upstream::response_head::{parse, BodyKind};
 
 const MAX: usize = 16 * 1024;
+/// What never goes to the client as the backend wrote it (RFC 9110 §7.6.1, RFC 9112 §6).
+const HOP_OR_FRAMING: [&str; 9] = [
+    "connection",
+    "transfer-encoding",
+    "content-length",
+    "te",
+    "upgrade",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "trailer",
+];
 
 fuzz_target!(|data: &[u8]| {
     // The first byte picks the request method: HEAD changes the framing.
@@ -42,6 +54,22 @@ fuzz_target!(|data: &[u8]| {
             }
             if let BodyKind::Length(n) = h.body {
                 assert!(n > 0);
+            }
+            // A head relayed as it came holds no hop-by-hop or framing field, and
+            // then its field map is empty (nothing is said twice).
+            if let Some(passed) = &h.passed {
+                assert!(h.parts.headers.is_empty());
+                let block = passed.block();
+                assert!(block.is_empty() || block.ends_with(b"\r\n"));
+                for line in block.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                    assert!(line.ends_with(b"\r"), "a line without its CR");
+                    let name = line.split(|&b| b == b':').next().unwrap_or_default();
+                    let name = String::from_utf8_lossy(name).to_ascii_lowercase();
+                    assert!(
+                        !HOP_OR_FRAMING.contains(&name.as_str()),
+                        "{name} passed on"
+                    );
+                }
             }
         }
         (Ok(None), Ok(None)) => {

@@ -117,10 +117,7 @@ pub fn write_head<B: Body>(
     status_line(status, dst);
     let mut wrote_date = false;
     if let Some(passed) = passed {
-        for (name, value) in passed.iter() {
-            field(dst, name, value);
-        }
-        field(dst, b"via", passed.via().as_bytes());
+        dst.extend_from_slice(passed.block());
         wrote_date = passed.has_date();
     }
     for (name, value) in headers {

@@ -107,10 +107,13 @@ pub async fn exchange(
             let needs_rewrite = passed.is_none();
             let resp =
                 Response::from_parts(head.parts, ProxyBody::upstream(body, in_flight, passed));
-            // Fields kept as they came were screened for the client as they were parsed.
+            // Fields kept as they came were screened for the client as they were parsed;
+            // the client hop speaks relevo's version either way.
             let resp = if needs_rewrite {
                 rewrite::response(resp)
             } else {
+                let mut resp = resp;
+                *resp.version_mut() = http::Version::HTTP_11;
                 resp
             };
             Ok(Exchanged::Response(resp, took, connect_time))

@@ -4,13 +4,13 @@
 
 use std::mem::MaybeUninit;
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::response::Parts;
 use http::{Method, Response, StatusCode, Version};
 
 use crate::downstream::head::{self, last_element};
-use crate::http::passed::{Line, PassedFields};
+use crate::http::passed::PassedFields;
 use crate::http::BackendFault;
 
 /// Most fields in a response head (hyper's client default).
@@ -85,80 +85,54 @@ pub fn parse(
     } else {
         Version::HTTP_10
     };
-    // What framing and persistence depend on is read from httparse's slices as the
-    // lines are walked, not looked up in a field map afterwards.
+    // One walk over httparse's slices reads what framing and persistence depend on
+    // and keeps the lines the client gets, as they will be written.
     let mut framing = FramingFields::default();
-    let base = buf.as_ptr() as usize;
-    // Offsets into the head and each line's role, on the stack: the slices borrow
-    // `buf`, which is split before the values can share its bytes.
-    let mut lines = [(Line::default(), Role::EndToEnd); MAX_HEADERS];
-    let count = resp.headers.len();
-    for (slot, h) in lines.iter_mut().zip(resp.headers.iter()) {
+    let mut passed = PassedFields::with_capacity(len);
+    let mut via = None;
+    for h in resp.headers.iter() {
         let role = Role::of(h.name.as_bytes());
         framing.note(role, h.value);
-        let name = h.name.as_ptr() as usize - base;
-        let value = h.value.as_ptr() as usize - base;
-        // A head is at most `max` bytes (checked above), far below u32::MAX.
-        *slot = (
-            Line {
-                name: name as u32,
-                name_end: (name + h.name.len()) as u32,
-                value: value as u32,
-                value_end: (value + h.value.len()) as u32,
-            },
-            role,
-        );
+        match role {
+            Role::EndToEnd | Role::Date => passed.push(h.name.as_bytes(), h.value),
+            // Folded with relevo's entry into one line.
+            Role::Via => via = Some(h.value),
+            _ => {}
+        }
     }
-    let lines = &lines[..count];
-    // The head's bytes, shared by the field values (no copies).
-    let bytes = buf.split_to(len).freeze();
     let body = body_kind(&framing, status, version, method)?;
     let keep_alive = framing.keep_alive(version) && body != BodyKind::Close;
     let mut head = Response::new(());
     *head.status_mut() = status;
+    *head.version_mut() = version;
     let passes = !status.is_informational()
         && !framing.special
         && !framing.names_fields
         && framing.length.is_ok();
     let passed = if passes {
         // The usual head: its end-to-end lines go to the client as they came.
-        let kept = lines
-            .iter()
-            .filter(|(_, role)| matches!(role, Role::EndToEnd | Role::Date))
-            .map(|&(line, _)| line)
-            .collect();
         let content_length = match framing.length {
             Ok(n) if !framing.transfer_encoding => n,
             _ => None,
         };
-        let has_date = framing.date;
-        // The client hop speaks relevo's version (`rewrite::response` does the same).
-        *head.version_mut() = Version::HTTP_11;
-        Some(PassedFields::new(
-            bytes,
-            kept,
-            version,
-            content_length,
-            has_date,
-        ))
+        passed.finish(version, via, content_length, framing.date);
+        Some(passed)
     } else {
         // Interim and switching heads, and the rare fields that need more than a copy
-        // (`Via` to fold, `Trailer`, fields `Connection` names): a field map, which
+        // (`Via` lines to fold, `Trailer`, fields `Connection` names): a field map, which
         // `rewrite::response` rewrites.
-        let mut headers = HeaderMap::with_capacity(count + 1);
-        for (line, _) in lines {
-            let name = HeaderName::from_bytes(&bytes[line.name as usize..line.name_end as usize])
+        let mut headers = HeaderMap::with_capacity(resp.headers.len() + 1);
+        for h in resp.headers.iter() {
+            let name = HeaderName::from_bytes(h.name.as_bytes())
                 .map_err(|_| BackendFault::BadHead("field name"))?;
-            let value = HeaderValue::from_maybe_shared(
-                bytes.slice(line.value as usize..line.value_end as usize),
-            )
-            .map_err(|_| BackendFault::BadHead("field value"))?;
+            let value = HeaderValue::from_bytes(h.value)
+                .map_err(|_| BackendFault::BadHead("field value"))?;
             headers.append(name, value);
         }
-        *head.version_mut() = version;
         *head.headers_mut() = headers;
         None
     };
+    buf.advance(len);
     let (parts, ()) = head.into_parts();
     Ok(Some(ResponseHead {
         parts,
@@ -183,8 +157,10 @@ enum Role {
     HopByHop,
     /// `Date`: passed, and relevo adds none.
     Date,
-    /// `Via` (folded with relevo's entry) and `Trailer` (sent only to clients that take
-    /// trailers): a head with either takes the field map's way.
+    /// `Via`: folded with relevo's entry (a second line takes the field map's way).
+    Via,
+    /// `Trailer` (sent only to clients that take trailers): a head with one takes the
+    /// field map's way.
     Special,
     /// Everything else: passed as it came.
     EndToEnd,
@@ -196,7 +172,7 @@ impl Role {
         let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
         match name.len() {
             2 if is(b"te") => Role::HopByHop,
-            3 if is(b"via") => Role::Special,
+            3 if is(b"via") => Role::Via,
             4 if is(b"date") => Role::Date,
             7 if is(b"upgrade") => Role::HopByHop,
             7 if is(b"trailer") => Role::Special,
@@ -231,8 +207,10 @@ struct FramingFields {
     names_fields: bool,
     /// A `Date` line came.
     date: bool,
-    /// A `Via` or `Trailer` line came.
+    /// A `Trailer` line, or a second `Via` line, came.
     special: bool,
+    /// A `Via` line came.
+    via: bool,
 }
 
 impl Default for FramingFields {
@@ -246,6 +224,7 @@ impl Default for FramingFields {
             names_fields: false,
             date: false,
             special: false,
+            via: false,
         }
     }
 }
@@ -281,6 +260,10 @@ impl FramingFields {
                 }
             }
             Role::Date => self.date = true,
+            Role::Via => {
+                self.special |= self.via;
+                self.via = true;
+            }
             Role::Special => self.special = true,
             Role::HopByHop | Role::EndToEnd => {}
         }
