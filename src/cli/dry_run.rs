@@ -49,7 +49,8 @@ pub fn explain(
     let _ = writeln!(
         out,
         "host:     `{}` from {from} -> entry `{}`",
-        target.authority, entry.key
+        target.authority_str(),
+        entry.key
     );
     if let Some(e) = &resolved.error {
         let _ = writeln!(out, "names:    {e}");

@@ -72,7 +72,9 @@ pub fn parse_dns_name(s: &str) -> Option<String> {
 /// Splits a host-table key into a lower-case name and an optional explicit port.
 /// Uses the request path's own host syntax, so every key can match a request.
 pub fn parse_host_key(key: &str) -> Option<(String, Option<u16>)> {
-    crate::http::host::split_authority(&key.parse().ok()?).ok()
+    // The `http` crate's parse first, as the table's keys always had it.
+    let key: http::uri::Authority = key.parse().ok()?;
+    crate::http::host::split_authority(key.as_str()).ok()
 }
 
 /// Parses a CONNECT rule: `host:port` or `*.domain:port`.

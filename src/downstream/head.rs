@@ -126,8 +126,12 @@ pub fn parse(buf: &mut BytesMut, limits: Limits) -> Result<Option<Head>, HeadErr
     let base = buf.as_ptr() as usize;
     let offset = |s: &[u8]| s.as_ptr() as usize - base;
     let path_at = (offset(path.as_bytes()), path.len());
+    // What framing and persistence depend on is read from httparse's slices as the
+    // offsets are taken, not looked up in the field map afterwards.
+    let mut noted = Noted::default();
     let mut fields: Vec<((usize, usize), (usize, usize))> = Vec::with_capacity(req.headers.len());
     for h in req.headers.iter() {
+        noted.note(h.name.as_bytes(), h.value);
         fields.push((
             (offset(h.name.as_bytes()), h.name.len()),
             (offset(h.value), h.value.len()),
@@ -144,15 +148,19 @@ pub fn parse(buf: &mut BytesMut, limits: Limits) -> Result<Option<Head>, HeadErr
     };
     // Room for the fields the rewrite adds (X-Forwarded-For, Via), so the map does
     // not grow on the way to the backend.
+    let meaning = noted.meaning(version)?;
     let mut headers = HeaderMap::with_capacity(fields.len() + 3);
     for (name, value) in fields {
         let name = HeaderName::from_bytes(&bytes[name.0..name.0 + name.1])
             .map_err(|_| HeadError::Bad("invalid field name"))?;
+        // A Content-Length beside Transfer-Encoding is dropped (see `meaning`).
+        if meaning.drop_length && name == header::CONTENT_LENGTH {
+            continue;
+        }
         let value = HeaderValue::from_maybe_shared(slice(value))
             .map_err(|_| HeadError::Bad("invalid field value"))?;
         headers.append(name, value);
     }
-    let meaning = Meaning::of(&mut headers, version)?;
     let mut head = Request::new(());
     *head.method_mut() = method;
     *head.uri_mut() = uri;
@@ -174,71 +182,99 @@ struct Meaning {
     keep_alive: bool,
     expect_continue: bool,
     accepts_trailers: bool,
+    /// The head has both Transfer-Encoding and Content-Length: the latter is dropped.
+    drop_length: bool,
 }
 
-impl Meaning {
-    fn of(headers: &mut HeaderMap, version: Version) -> Result<Meaning, HeadError> {
-        let is_11 = version == Version::HTTP_11;
-        let mut keep_alive = is_11;
-        let mut saw_close = false;
-        for v in headers.get_all(header::CONNECTION) {
-            if saw_close || has_token(v.as_bytes(), b"close") {
-                saw_close = true;
-                keep_alive = false;
-            } else if !is_11 && has_token(v.as_bytes(), b"keep-alive") {
-                keep_alive = true;
+/// The fields framing and persistence depend on, as their lines were read.
+#[derive(Default)]
+struct Noted {
+    /// A `Connection` line says `close`.
+    close: bool,
+    /// A `Connection` line says `keep-alive`.
+    keep_alive: bool,
+    /// Whether any `Transfer-Encoding` line came.
+    transfer_encoding: bool,
+    /// Whether the last `Transfer-Encoding` line ends in `chunked`.
+    chunked_last: bool,
+    /// `None`: no `Content-Length`; else the value all lines agree on, or the first
+    /// fault (reported only when Transfer-Encoding does not decide first).
+    length: Option<Result<u64, &'static str>>,
+    /// `None`: no `Expect`; else whether the first line is `100-continue`.
+    expect_continue: Option<bool>,
+    /// A `TE` line offers `trailers`.
+    trailers: bool,
+}
+
+impl Noted {
+    /// Takes one field line into account.
+    fn note(&mut self, name: &[u8], value: &[u8]) {
+        let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+        match name.len() {
+            10 if is(b"connection") => {
+                self.close |= has_token(value, b"close");
+                self.keep_alive |= has_token(value, b"keep-alive");
             }
+            17 if is(b"transfer-encoding") => {
+                self.transfer_encoding = true;
+                self.chunked_last = last_element(value).eq_ignore_ascii_case(b"chunked");
+            }
+            14 if is(b"content-length") => {
+                self.length = match (self.length, content_length(value)) {
+                    (Some(Err(e)), _) => Some(Err(e)),
+                    (_, None) => Some(Err("content-length")),
+                    (Some(Ok(prev)), Some(n)) if prev != n => {
+                        Some(Err("conflicting content-length"))
+                    }
+                    (_, Some(n)) => Some(Ok(n)),
+                };
+            }
+            6 if is(b"expect") => {
+                if self.expect_continue.is_none() {
+                    self.expect_continue = Some(value.eq_ignore_ascii_case(b"100-continue"));
+                }
+            }
+            2 if is(b"te") => self.trailers |= has_token(value, b"trailers"),
+            _ => {}
         }
+    }
+
+    /// RFC 9112 §6.1-§6.3 and §9.3, by hyper's server rules.
+    fn meaning(&self, version: Version) -> Result<Meaning, HeadError> {
+        let is_11 = version == Version::HTTP_11;
+        // `close` wins; a 1.0 connection persists only with `keep-alive`.
+        let mut keep_alive = !self.close && (is_11 || self.keep_alive);
         let mut framing = Framing::Empty;
-        let te = headers.get_all(header::TRANSFER_ENCODING);
-        let has_te = te.iter().next().is_some();
-        let has_cl = headers.contains_key(header::CONTENT_LENGTH);
-        if has_te {
+        let mut drop_length = false;
+        if self.transfer_encoding {
             // RFC 9112 §6.1: a 1.0 message cannot be chunked; any other final coding
             // leaves a request without a length (400, §6.3 item 4).
             if !is_11 {
                 return Err(HeadError::Bad("transfer-encoding in an HTTP/1.0 request"));
             }
-            let chunked_last = te
-                .iter()
-                .next_back()
-                .is_some_and(|v| last_element(v.as_bytes()).eq_ignore_ascii_case(b"chunked"));
-            if !chunked_last {
+            if !self.chunked_last {
                 return Err(HeadError::Bad("transfer-encoding does not end in chunked"));
             }
             framing = Framing::Chunked;
             // §6.1: a message with both may be an attempt to smuggle; it is read as
             // chunked, its Content-Length dropped (never forwarded), and the
             // connection closes after it.
-            if has_cl {
-                headers.remove(header::CONTENT_LENGTH);
+            if self.length.is_some() {
+                drop_length = true;
                 keep_alive = false;
             }
-        } else if has_cl {
-            let mut length = None;
-            for v in headers.get_all(header::CONTENT_LENGTH) {
-                let n = content_length(v.as_bytes()).ok_or(HeadError::Bad("content-length"))?;
-                if length.is_some_and(|prev| prev != n) {
-                    return Err(HeadError::Bad("conflicting content-length"));
-                }
-                length = Some(n);
-            }
-            if let Some(n) = length.filter(|&n| n > 0) {
+        } else if let Some(length) = self.length {
+            let n = length.map_err(HeadError::Bad)?;
+            if n > 0 {
                 framing = Framing::Length(n);
             }
         }
-        let expect_continue = headers
-            .get(header::EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-        let accepts_trailers = headers
-            .get_all(header::TE)
-            .iter()
-            .any(|v| has_token(v.as_bytes(), b"trailers"));
         Ok(Meaning {
             framing,
             keep_alive,
-            expect_continue,
-            accepts_trailers,
+            expect_continue: self.expect_continue.unwrap_or(false),
+            accepts_trailers: self.trailers,
+            drop_length,
         })
     }
 }

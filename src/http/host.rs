@@ -2,7 +2,7 @@
 //! target, else the single `Host` field, in the strict RFC 3986 host syntax that the
 //! host table's keys use too.
 
-use http::uri::Authority;
+use http::header::HeaderValue;
 use http::{header, Method, Request, Version};
 
 use super::error::ProxyError;
@@ -14,8 +14,24 @@ pub struct Target {
     pub host: String,
     /// Port the client named, if any.
     pub port: Option<u16>,
-    /// The authority as the client wrote it, sent to the backend as `Host`.
-    pub authority: Authority,
+    /// The authority as the client wrote it (visible ASCII, checked), sent to the
+    /// backend as `Host`: the client's own `Host` value when it came from there, so
+    /// forwarding it copies nothing.
+    pub authority: HeaderValue,
+}
+
+impl Target {
+    /// The authority as the client wrote it.
+    pub fn authority_str(&self) -> &str {
+        // Only visible ASCII is ever stored (`target` checks it).
+        self.authority.to_str().unwrap_or_default()
+    }
+
+    /// The authority's host part as written (an IPv6 literal keeps its brackets).
+    pub fn authority_host(&self) -> &str {
+        let s = self.authority_str();
+        split_host(s).map_or(s, |(name, _)| name)
+    }
 }
 
 /// Finds the host of a request: the absolute-form target's authority if present
@@ -38,24 +54,22 @@ pub fn target<B>(req: &Request<B>) -> Result<Target, ProxyError> {
         if !scheme.eq_ignore_ascii_case("http") && !h2_https {
             return Err(ProxyError::UnsupportedScheme(scheme.to_owned()));
         }
-        uri.authority().cloned().ok_or(ProxyError::MissingHost)?
+        let a = uri.authority().ok_or(ProxyError::MissingHost)?;
+        HeaderValue::from_str(a.as_str())
+            .map_err(|_| ProxyError::BadHost(format!("`{a}` is not host[:port]")))?
     } else {
         match host_field {
-            None if req.version() == Version::HTTP_11 => return Err(ProxyError::MissingHost),
             None => return Err(ProxyError::MissingHost),
-            Some(v) => {
-                let s = v
-                    .to_str()
-                    .map_err(|_| ProxyError::BadHost("not visible ASCII".into()))?;
-                if s.is_empty() {
-                    return Err(ProxyError::MissingHost);
-                }
-                s.parse::<Authority>()
-                    .map_err(|_| ProxyError::BadHost(format!("`{s}` is not host[:port]")))?
-            }
+            Some(v) => v.clone(),
         }
     };
-    let (host, port) = split_authority(&authority)?;
+    let text = authority
+        .to_str()
+        .map_err(|_| ProxyError::BadHost("not visible ASCII".into()))?;
+    if text.is_empty() {
+        return Err(ProxyError::MissingHost);
+    }
+    let (host, port) = split_authority(text)?;
     Ok(Target {
         host,
         port,
@@ -63,31 +77,55 @@ pub fn target<B>(req: &Request<B>) -> Result<Target, ProxyError> {
     })
 }
 
-/// Splits an authority into the lower-case host the table is keyed by (no brackets, no
-/// trailing dot) and the port, rejecting what is not a valid `host[:port]`.
-pub fn split_authority(a: &Authority) -> Result<(String, Option<u16>), ProxyError> {
-    let s = a.as_str();
-    // `Authority::host` parses the text again at every call: once is enough.
-    let name = a.host();
+/// An authority's host part as written (brackets kept) and what follows it (empty, or
+/// `:` and the port); `None` when an IP literal's bracket does not close.
+fn split_host(s: &str) -> Option<(&str, &str)> {
+    if s.starts_with('[') {
+        // RFC 3986 §3.2.2: an IP literal ends at its closing bracket.
+        let end = s.find(']')?;
+        Some(s.split_at(end + 1))
+    } else {
+        // A reg-name or IPv4 address has no colon: the first one starts the port.
+        Some(s.split_at(s.find(':').unwrap_or(s.len())))
+    }
+}
+
+/// Splits an authority (`host[:port]`, RFC 3986 §3.2) into the lower-case host the
+/// table is keyed by (no brackets, no trailing dot) and the port, rejecting what is
+/// not a valid `host[:port]`.
+pub fn split_authority(s: &str) -> Result<(String, Option<u16>), ProxyError> {
+    let not_authority = || ProxyError::BadHost(format!("`{s}` is not host[:port]"));
     // userinfo is not allowed in http URIs we route on (RFC 9110 §4.2.4), and
     // `host:` with an empty port is not a valid Host value either.
-    if s.contains('@') || name.is_empty() || s.ends_with(':') {
-        return Err(ProxyError::BadHost(format!("`{s}` is not host[:port]")));
+    if s.contains('@') || s.ends_with(':') {
+        return Err(not_authority());
     }
-    // RFC 3986 §3.2.3: a port is digits, and a TCP port fits in 16 bits. (The `http`
-    // crate reports a malformed port as no port, and takes `+80`, so the text is read.)
-    let port = match s.get(name.len()..).and_then(|p| p.strip_prefix(':')) {
-        None => None,
-        Some(digits) => Some(
-            digits
-                .bytes()
-                .all(|b| b.is_ascii_digit())
-                .then(|| digits.parse::<u16>().ok())
-                .flatten()
-                .ok_or_else(|| {
-                    ProxyError::BadHost(format!("`{s}`: the port must be a number from 0 to 65535"))
-                })?,
-        ),
+    let Some((name, rest)) = split_host(s) else {
+        return Err(ProxyError::BadHost(format!(
+            "`{s}` is not a valid IPv6 literal"
+        )));
+    };
+    if name.is_empty() {
+        return Err(not_authority());
+    }
+    // RFC 3986 §3.2.3: a port is digits, and a TCP port fits in 16 bits.
+    let port = match rest {
+        "" => None,
+        rest => {
+            let digits = rest.strip_prefix(':').ok_or_else(not_authority)?;
+            Some(
+                digits
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+                    .then(|| digits.parse::<u16>().ok())
+                    .flatten()
+                    .ok_or_else(|| {
+                        ProxyError::BadHost(format!(
+                            "`{s}`: the port must be a number from 0 to 65535"
+                        ))
+                    })?,
+            )
+        }
     };
     let host = match name.strip_prefix('[') {
         // IP-literal (RFC 3986 §3.2.2): only IPv6 is routable.
@@ -105,7 +143,7 @@ pub fn split_authority(a: &Authority) -> Result<(String, Option<u16>), ProxyErro
     let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
     // "." and ".." are not names (found by the target_host fuzz target).
     if host.is_empty() || host.ends_with('.') {
-        return Err(ProxyError::BadHost(format!("`{s}` is not host[:port]")));
+        return Err(not_authority());
     }
     Ok((host, port))
 }
@@ -146,7 +184,8 @@ mod tests {
     fn absolute_form_wins_over_host() {
         let t = target(&req("http://App.Test:8080/x", &["other"])).unwrap();
         assert_eq!((t.host.as_str(), t.port), ("app.test", Some(8080)));
-        assert_eq!(t.authority.as_str(), "App.Test:8080");
+        assert_eq!(t.authority_str(), "App.Test:8080");
+        assert_eq!(t.authority_host(), "App.Test");
     }
 
     #[test]
@@ -156,7 +195,7 @@ mod tests {
         *r.version_mut() = Version::HTTP_2;
         let t = target(&r).unwrap();
         assert_eq!(
-            (t.host.as_str(), t.authority.as_str()),
+            (t.host.as_str(), t.authority_str()),
             ("app.test", "App.Test")
         );
         // Over HTTP/1.1, an https:// target is still not relevo's to forward.

@@ -83,11 +83,8 @@ pub fn request<B>(
         parts.uri = Uri::from(path);
     }
     parts.version = Version::HTTP_11;
-    let host = target.authority.as_str().as_bytes();
-    if parts.headers.get(header::HOST).map(HeaderValue::as_bytes) != Some(host) {
-        if let Ok(host) = HeaderValue::from_bytes(host) {
-            parts.headers.insert(header::HOST, host);
-        }
+    if parts.headers.get(header::HOST) != Some(&target.authority) {
+        parts.headers.insert(header::HOST, target.authority.clone());
     }
     append(
         &mut parts.headers,

@@ -72,7 +72,7 @@ async fn proxy(
     let entry = match state.hosts.route(&target) {
         Ok(entry) => entry.clone(),
         Err(e) => {
-            session.requested_host = Some(target.authority.to_string());
+            session.requested_host = Some(target.authority_str().to_owned());
             return Err(e);
         }
     };

@@ -64,6 +64,6 @@ impl<B> HostTable<B> {
         }
         self.entries
             .get(&target.host)
-            .ok_or_else(|| ProxyError::UnknownHost(target.authority.to_string()))
+            .ok_or_else(|| ProxyError::UnknownHost(target.authority_str().to_owned()))
     }
 }

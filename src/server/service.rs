@@ -164,8 +164,8 @@ fn to_https<B>(req: &Request<B>, state: &State, port: u16) -> Option<Response<Pr
         return None;
     }
     let authority = match port {
-        443 => target.authority.host().to_string(),
-        port => format!("{}:{port}", target.authority.host()),
+        443 => target.authority_host().to_string(),
+        port => format!("{}:{port}", target.authority_host()),
     };
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let location = HeaderValue::from_str(&format!("https://{authority}{path}")).ok()?;
