@@ -229,10 +229,9 @@ impl Noted {
                     (_, Some(n)) => Some(Ok(n)),
                 };
             }
-            6 if is(b"expect") => {
-                if self.expect_continue.is_none() {
-                    self.expect_continue = Some(value.eq_ignore_ascii_case(b"100-continue"));
-                }
+            // The first line is the one that counts, as `HeaderMap::get` has it.
+            6 if is(b"expect") && self.expect_continue.is_none() => {
+                self.expect_continue = Some(value.eq_ignore_ascii_case(b"100-continue"));
             }
             2 if is(b"te") => self.trailers |= has_token(value, b"trailers"),
             _ => {}
