@@ -125,19 +125,30 @@ pub fn serve<H: Halves, S: Answers>(
     let mut reader = Reader::new(read, BytesMut::new());
     let mut writer = Writer::new(write, settings.send_timeout);
     async move {
+        // One timer for the connection's life, moved later at every head: moving a
+        // registered timer later is one store (the runtime finds the new deadline
+        // when the old one comes), where a timer per request is registered with the
+        // runtime and taken out again.
+        let mut head_timer = std::pin::pin!(tokio::time::sleep(settings.header_timeout));
+        let mut first = true;
         let ending = loop {
             reader.release_if_empty();
-            let head = match tokio::time::timeout(
-                settings.header_timeout,
-                next_head(&mut reader, limits, &mut stop),
-            )
-            .await
-            {
-                Ok(Next::Head(head)) => head,
+            if !std::mem::take(&mut first) {
+                let deadline = tokio::time::Instant::now() + settings.header_timeout;
+                head_timer.as_mut().reset(deadline);
+            }
+            let next = tokio::select! {
+                // The head first, as `timeout` polls it: no random draw per poll.
+                biased;
+                next = next_head(&mut reader, limits, &mut stop) => Some(next),
+                () = &mut head_timer => None,
+            };
+            let head = match next {
+                Some(Next::Head(head)) => head,
                 // Silent clients, slow heads, stops and broken sockets: closed without
                 // an answer (a half-sent head gets none either, as with hyper).
-                Err(_) | Ok(Next::Closed) => break None,
-                Ok(Next::Refused(e)) => {
+                None | Some(Next::Closed) => break None,
+                Some(Next::Refused(e)) => {
                     debug!(client = %peer, "refused: {e}");
                     // Boxed, like an exchange: rare, and large.
                     let _ = Box::pin(refuse(&mut writer, e)).await;
