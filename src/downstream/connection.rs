@@ -540,139 +540,143 @@ async fn refuse<W: AsyncWrite + Unpin>(
 
 /// Writes a head and the body after it, framed by `framing`. The head goes out with
 /// the first piece of the body when that is ready at once (one `writev`); otherwise
-/// alone, so a client sees a slow response begin.
-async fn write_body<W, B>(
-    writer: &mut Writer<W>,
+/// alone, so a client sees a slow response begin. (A function returning a block, as
+/// `serve` is: an `async fn` would keep the body, the largest argument, twice.)
+fn write_body<'a, W, B>(
+    writer: &'a mut Writer<W>,
     head: HeadBuf,
     body: B,
     framing: Framing,
-) -> Result<(), String>
+) -> impl Future<Output = Result<(), String>> + 'a
 where
     W: AsyncWrite + Unpin,
-    B: Body<Data = Bytes> + Unpin,
+    B: Body<Data = Bytes> + Unpin + 'a,
     B::Error: std::fmt::Display,
 {
-    let io = |e: std::io::Error| e.to_string();
-    if framing == Framing::None {
-        return writer
-            .write_all(&mut [IoSlice::new(&head)])
-            .await
-            .map_err(io);
-    }
     let mut head = Some(head);
     // Dropped as soon as its end is known, before the last bytes are written: that
     // settles the request (its upstream connection back to the pool) before the
     // client can send the next one, as hyper's server did.
     let mut body = Some(body);
-    let mut sent: u64 = 0;
-    let mut trailers = None;
-    // Only chunked framing writes size lines: no allocation for a length-framed body.
-    let mut line = Vec::new();
-    loop {
-        if let Framing::Length(n) = framing {
-            if sent == n {
-                break;
-            }
+    async move {
+        let io = |e: std::io::Error| e.to_string();
+        if framing == Framing::None {
+            let head = head.take().unwrap_or_default();
+            return writer
+                .write_all(&mut [IoSlice::new(&head)])
+                .await
+                .map_err(io);
         }
-        let Some(source) = body.as_mut() else {
-            break;
-        };
-        let frame = if head.is_some() {
-            match poll_once(source).await {
-                Poll::Ready(frame) => frame,
-                Poll::Pending => {
-                    if let Some(h) = head.take() {
-                        writer
-                            .write_all(&mut [IoSlice::new(&h)])
-                            .await
-                            .map_err(io)?;
-                    }
-                    continue;
+        let mut sent: u64 = 0;
+        let mut trailers = None;
+        // Only chunked framing writes size lines: no allocation for a length-framed body.
+        let mut line = Vec::new();
+        loop {
+            if let Framing::Length(n) = framing {
+                if sent == n {
+                    break;
                 }
             }
-        } else {
-            source.frame().await
-        };
-        let frame = match frame {
-            None => {
-                drop(body.take());
+            let Some(source) = body.as_mut() else {
                 break;
+            };
+            let frame = if head.is_some() {
+                match poll_once(source).await {
+                    Poll::Ready(frame) => frame,
+                    Poll::Pending => {
+                        if let Some(h) = head.take() {
+                            writer
+                                .write_all(&mut [IoSlice::new(&h)])
+                                .await
+                                .map_err(io)?;
+                        }
+                        continue;
+                    }
+                }
+            } else {
+                source.frame().await
+            };
+            let frame = match frame {
+                None => {
+                    drop(body.take());
+                    break;
+                }
+                Some(Err(e)) => return Err(format!("response body failed: {e}")),
+                Some(Ok(frame)) => frame,
+            };
+            let data = match frame.into_data() {
+                Ok(data) => data,
+                Err(frame) => {
+                    trailers = frame.into_trailers().ok();
+                    drop(body.take());
+                    break;
+                }
+            };
+            if data.is_empty() {
+                continue;
             }
-            Some(Err(e)) => return Err(format!("response body failed: {e}")),
-            Some(Ok(frame)) => frame,
-        };
-        let data = match frame.into_data() {
-            Ok(data) => data,
-            Err(frame) => {
-                trailers = frame.into_trailers().ok();
+            let last = match framing {
+                Framing::Length(n) => sent + data.len() as u64 >= n,
+                _ => false,
+            };
+            if last || body.as_ref().is_some_and(Body::is_end_stream) {
                 drop(body.take());
-                break;
             }
-        };
-        if data.is_empty() {
-            continue;
-        }
-        let last = match framing {
-            Framing::Length(n) => sent + data.len() as u64 >= n,
-            _ => false,
-        };
-        if last || body.as_ref().is_some_and(Body::is_end_stream) {
-            drop(body.take());
+            let first = head.take().unwrap_or_default();
+            line.clear();
+            match framing {
+                Framing::Length(n) => {
+                    if sent + data.len() as u64 > n {
+                        return Err("response body longer than its length".into());
+                    }
+                    writer
+                        .write_all(&mut [IoSlice::new(&first), IoSlice::new(&data)])
+                        .await
+                        .map_err(io)?;
+                }
+                Framing::Chunked { .. } => {
+                    chunked::size_line(data.len(), &mut line);
+                    writer
+                        .write_all(&mut [
+                            IoSlice::new(&first),
+                            IoSlice::new(&line),
+                            IoSlice::new(&data),
+                            IoSlice::new(b"\r\n"),
+                        ])
+                        .await
+                        .map_err(io)?;
+                }
+                Framing::Close | Framing::None => {
+                    writer
+                        .write_all(&mut [IoSlice::new(&first), IoSlice::new(&data)])
+                        .await
+                        .map_err(io)?;
+                }
+            }
+            sent += data.len() as u64;
         }
         let first = head.take().unwrap_or_default();
-        line.clear();
         match framing {
-            Framing::Length(n) => {
-                if sent + data.len() as u64 > n {
-                    return Err("response body longer than its length".into());
+            Framing::Length(n) if sent < n => {
+                if !first.is_empty() {
+                    let _ = writer.write_all(&mut [IoSlice::new(&first)]).await;
                 }
+                Err(format!("response body ended after {sent} of {n} bytes"))
+            }
+            Framing::Chunked { trailers: allowed } => {
+                line.clear();
+                chunked::last_chunk(trailers.as_ref().filter(|_| allowed), &mut line);
                 writer
-                    .write_all(&mut [IoSlice::new(&first), IoSlice::new(&data)])
+                    .write_all(&mut [IoSlice::new(&first), IoSlice::new(&line)])
                     .await
-                    .map_err(io)?;
+                    .map_err(io)
             }
-            Framing::Chunked { .. } => {
-                chunked::size_line(data.len(), &mut line);
-                writer
-                    .write_all(&mut [
-                        IoSlice::new(&first),
-                        IoSlice::new(&line),
-                        IoSlice::new(&data),
-                        IoSlice::new(b"\r\n"),
-                    ])
-                    .await
-                    .map_err(io)?;
-            }
-            Framing::Close | Framing::None => {
-                writer
-                    .write_all(&mut [IoSlice::new(&first), IoSlice::new(&data)])
-                    .await
-                    .map_err(io)?;
-            }
-        }
-        sent += data.len() as u64;
-    }
-    let first = head.take().unwrap_or_default();
-    match framing {
-        Framing::Length(n) if sent < n => {
-            if !first.is_empty() {
-                let _ = writer.write_all(&mut [IoSlice::new(&first)]).await;
-            }
-            Err(format!("response body ended after {sent} of {n} bytes"))
-        }
-        Framing::Chunked { trailers: allowed } => {
-            line.clear();
-            chunked::last_chunk(trailers.as_ref().filter(|_| allowed), &mut line);
-            writer
-                .write_all(&mut [IoSlice::new(&first), IoSlice::new(&line)])
+            _ if !first.is_empty() => writer
+                .write_all(&mut [IoSlice::new(&first)])
                 .await
-                .map_err(io)
+                .map_err(io),
+            _ => Ok(()),
         }
-        _ if !first.is_empty() => writer
-            .write_all(&mut [IoSlice::new(&first)])
-            .await
-            .map_err(io),
-        _ => Ok(()),
     }
 }
 
