@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -69,8 +70,11 @@ impl Reader {
     /// 100-byte heads); a head that did not all come grows it in `poll_fill`.
     async fn first_read(&mut self) -> io::Result<usize> {
         std::future::poll_fn(|cx| {
-            let mut probe = [0u8; IDLE_PROBE];
-            let mut rb = ReadBuf::new(&mut probe);
+            // Uninitialised: the probe is made at every poll (an idle connection's wait
+            // for its next head is polled three times per request), and zeroing 2 KiB
+            // each time was 1.5 % of relevo's instructions.
+            let mut probe = [MaybeUninit::<u8>::uninit(); IDLE_PROBE];
+            let mut rb = ReadBuf::uninit(&mut probe);
             match Pin::new(&mut self.io).poll_read(cx, &mut rb) {
                 Poll::Ready(Ok(())) => {
                     let got = rb.filled();
