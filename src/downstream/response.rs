@@ -85,10 +85,12 @@ pub fn write_head<B: Body>(
     let status = resp.status();
     let headers = resp.headers();
     let connect_ok = asked.method == Method::CONNECT && status.is_success();
-    let says_close = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .any(|v| has_token(v.as_bytes(), b"close"));
+    // A relayed head's map is usually empty (its fields are in `passed`): no lookups.
+    let says_close = !headers.is_empty()
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .any(|v| has_token(v.as_bytes(), b"close"));
     let mut keep_alive = asked.keep_alive && !says_close;
     let may_have_length = !(status.is_informational()
         || connect_ok
@@ -181,14 +183,12 @@ fn connection_field(
     says_close: bool,
     dst: &mut Vec<u8>,
 ) {
+    if headers.is_empty() {
+        return own_connection_field(version, keep_alive, dst);
+    }
     let mut values = headers.get_all(header::CONNECTION).iter().peekable();
     if values.peek().is_none() {
-        if !keep_alive {
-            field(dst, b"connection", b"close");
-        } else if version == Version::HTTP_10 {
-            field(dst, b"connection", b"keep-alive");
-        }
-        return;
+        return own_connection_field(version, keep_alive, dst);
     }
     dst.extend_from_slice(b"connection: ");
     let mut first = true;
@@ -205,6 +205,15 @@ fn connection_field(
         dst.extend_from_slice(b", keep-alive");
     }
     dst.extend_from_slice(b"\r\n");
+}
+
+/// `Connection` when the response has none of its own.
+fn own_connection_field(version: Version, keep_alive: bool, dst: &mut Vec<u8>) {
+    if !keep_alive {
+        field(dst, b"connection", b"close");
+    } else if version == Version::HTTP_10 {
+        field(dst, b"connection", b"keep-alive");
+    }
 }
 
 fn field(dst: &mut Vec<u8>, name: &[u8], value: &[u8]) {

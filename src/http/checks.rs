@@ -7,12 +7,17 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response};
 
 use super::error::ProxyError;
-use super::fields::list_elements;
+use super::fields::{list_elements, Present};
 use super::rewrite::via;
 
 /// The checks that come before routing: target length (414), transfer codings
 /// (400/501) and expectations (417).
-pub fn before_routing<B>(req: &Request<B>, max_uri_bytes: usize) -> Result<(), ProxyError> {
+/// `present`: which of the fields looked at the request has.
+pub fn before_routing<B>(
+    req: &Request<B>,
+    max_uri_bytes: usize,
+    present: Present,
+) -> Result<(), ProxyError> {
     target_form(req)?;
     let uri = req.uri();
     let uri_len = uri.path_and_query().map_or(0, |p| p.as_str().len())
@@ -20,12 +25,16 @@ pub fn before_routing<B>(req: &Request<B>, max_uri_bytes: usize) -> Result<(), P
     if uri_len > max_uri_bytes {
         return Err(ProxyError::UriTooLong(max_uri_bytes));
     }
-    transfer_codings(req.headers())?;
+    if present.has(Present::TRANSFER_ENCODING) {
+        transfer_codings(req.headers())?;
+    }
     // RFC 9110 §10.1.1: 100-continue is the only expectation there is.
-    if let Some(expect) = req.headers().get(header::EXPECT) {
-        if !expect.as_bytes().eq_ignore_ascii_case(b"100-continue") {
-            return Err(ProxyError::ExpectationFailed);
-        }
+    let expect = present
+        .has(Present::EXPECT)
+        .then(|| req.headers().get(header::EXPECT))
+        .flatten();
+    if expect.is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"100-continue")) {
+        return Err(ProxyError::ExpectationFailed);
     }
     Ok(())
 }

@@ -1,6 +1,48 @@
 //! Field-value syntax shared by the checks and the rewriting (RFC 9110 §5.6).
 
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// Which of the fields the checks and the rewrite look up a request has, found in one
+/// pass over its names: most requests have none of them, and looking up a field that
+/// is not there still costs a hash and a probe (seven of them per request).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Present(u8);
+
+impl Present {
+    /// `Transfer-Encoding`.
+    pub const TRANSFER_ENCODING: Present = Present(1);
+    /// `Content-Length`.
+    pub const CONTENT_LENGTH: Present = Present(1 << 1);
+    /// `Expect`.
+    pub const EXPECT: Present = Present(1 << 2);
+    /// `Connection`.
+    pub const CONNECTION: Present = Present(1 << 3);
+    /// `TE`.
+    pub const TE: Present = Present(1 << 4);
+    /// Every one of them, as a caller that did not look says: each is looked up.
+    pub const ALL: Present = Present((1 << 5) - 1);
+
+    /// The fields of `headers` that are among these.
+    pub fn of(headers: &HeaderMap) -> Present {
+        let mut present = 0;
+        for name in headers.keys() {
+            present |= match *name {
+                header::TRANSFER_ENCODING => Present::TRANSFER_ENCODING.0,
+                header::CONTENT_LENGTH => Present::CONTENT_LENGTH.0,
+                header::EXPECT => Present::EXPECT.0,
+                header::CONNECTION => Present::CONNECTION.0,
+                header::TE => Present::TE.0,
+                _ => 0,
+            };
+        }
+        Present(present)
+    }
+
+    /// Whether the field `one` stands for is there.
+    pub fn has(self, one: Present) -> bool {
+        self.0 & one.0 != 0
+    }
+}
 
 /// The non-empty elements of a list-valued field over all its lines (RFC 9110 §5.6.1),
 /// trimmed; lines that are not visible ASCII are skipped.
@@ -52,6 +94,22 @@ pub fn has_token(value: &HeaderValue, token: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn present_fields_are_found_in_one_pass() {
+        let mut h = HeaderMap::new();
+        assert_eq!(Present::of(&h), Present::default());
+        h.append("content-length", HeaderValue::from_static("5"));
+        h.append("x-other", HeaderValue::from_static("1"));
+        h.append("te", HeaderValue::from_static("trailers"));
+        let p = Present::of(&h);
+        assert!(p.has(Present::CONTENT_LENGTH) && p.has(Present::TE));
+        assert!(!p.has(Present::EXPECT) && !p.has(Present::CONNECTION));
+        assert!(!p.has(Present::TRANSFER_ENCODING));
+        for one in [Present::TE, Present::EXPECT, Present::CONNECTION] {
+            assert!(Present::ALL.has(one));
+        }
+    }
 
     #[test]
     fn appends_to_list_fields() {

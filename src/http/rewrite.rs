@@ -7,7 +7,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, Version};
 
-use super::fields::{append, has_token, list_elements};
+use super::fields::{append, has_token, list_elements, Present};
 use super::host::Target;
 
 /// How many fixed hop-by-hop fields there are.
@@ -48,30 +48,36 @@ pub fn upgrade_protocol<B>(req: &Request<B>) -> Option<HeaderValue> {
 /// Rewrites a client request for the backend: origin-form target, the client's host
 /// in `Host`, hop-by-hop fields removed (but an `upgrade` is asked for again),
 /// `X-Forwarded-For` and `Via` appended.
+/// `present` says which of the fields looked up the request has (`Present::of`).
 pub fn request<B>(
     req: Request<B>,
     target: &Target,
     forwarded_for: HeaderValue,
     upgrade: Option<HeaderValue>,
+    present: Present,
 ) -> Request<B> {
     let (mut parts, body) = req.into_parts();
     let received = parts.version;
     strip_hop_by_hop(&mut parts.headers);
     // TE is hop-by-hop too, but `trailers` says the client can take trailers, which
     // the backend needs to know to send them (RFC 9110 §10.1.4).
-    let wants_trailers = parts
-        .headers
-        .get_all(header::TE)
-        .iter()
-        .any(|v| has_token(v, "trailers"));
-    parts.headers.remove(header::TE);
-    if wants_trailers {
-        parts
+    if present.has(Present::TE) {
+        let wants_trailers = parts
             .headers
-            .insert(header::TE, HeaderValue::from_static("trailers"));
+            .get_all(header::TE)
+            .iter()
+            .any(|v| has_token(v, "trailers"));
+        parts.headers.remove(header::TE);
+        if wants_trailers {
+            parts
+                .headers
+                .insert(header::TE, HeaderValue::from_static("trailers"));
+        }
     }
     // relevo answers `Expect: 100-continue` itself when it starts reading the body.
-    parts.headers.remove(header::EXPECT);
+    if present.has(Present::EXPECT) {
+        parts.headers.remove(header::EXPECT);
+    }
 
     // An origin-form target (what a reverse proxy gets) is sent as it came.
     if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {

@@ -16,6 +16,7 @@ use super::state::State;
 use super::tunnel;
 use crate::downstream::interim::Interim;
 use crate::downstream::request_body::Inbound;
+use crate::http::fields::Present;
 use crate::http::{checks, host, rewrite, ProxyError, Side};
 use crate::stats::Protocol;
 
@@ -63,7 +64,8 @@ async fn proxy(
     interim: Option<Interim>,
     forwarded_for: HeaderValue,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    checks::before_routing(&req, state.config.limits.max_uri_bytes)?;
+    let present = Present::of(req.headers());
+    checks::before_routing(&req, state.config.limits.max_uri_bytes, present)?;
     if req.method() == Method::CONNECT {
         return tunnel::connect(state, *req).await;
     }
@@ -81,7 +83,10 @@ async fn proxy(
         return Ok(answer.map(ProxyBody::page));
     }
     let limit = entry.max_body_bytes;
-    let declared = checks::declared_length(&req);
+    let declared = present
+        .has(Present::CONTENT_LENGTH)
+        .then(|| checks::declared_length(&req))
+        .flatten();
     checks::body_within(limit, declared)?;
     let affinity = entry
         .balancer
@@ -89,7 +94,10 @@ async fn proxy(
     let idempotent = req.method().is_idempotent();
     // RFC 9110 §7.8: an upgrade the client asks for goes to the backend; the client
     // connection relays the tunnel once the backend's 101 is written.
-    let upgrade = rewrite::upgrade_protocol(&req);
+    let upgrade = present
+        .has(Present::CONNECTION)
+        .then(|| rewrite::upgrade_protocol(&req))
+        .flatten();
     let wants_upgrade = upgrade.is_some();
 
     // Rewrite the head once; keep the body where a retry can find it again.
@@ -98,7 +106,7 @@ async fn proxy(
     let replayable = entry.tries > 1
         && (req.body().is_end_stream()
             || declared.is_some_and(|len| len <= state.config.retries.replay_body_bytes));
-    let req = rewrite::request(*req, &target, forwarded_for, upgrade);
+    let req = rewrite::request(*req, &target, forwarded_for, upgrade, present);
     let mut resend = Resend::new(
         Box::new(req),
         replayable,
