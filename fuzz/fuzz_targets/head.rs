@@ -17,11 +17,11 @@ fuzz_target!(|data: &[u8]| {
     match (&first, &again) {
         (Ok(Some(a)), Ok(Some(b))) => {
             assert_eq!(a.framing, b.framing);
-            assert_eq!(a.parts.uri, b.parts.uri);
+            assert_eq!(a.request.uri(), b.request.uri());
             if let Framing::Length(n) = a.framing {
                 assert!(n > 0);
             }
-            if a.parts.version == http::Version::HTTP_10 {
+            if a.request.version() == http::Version::HTTP_10 {
                 assert_ne!(a.framing, Framing::Chunked);
             }
         }

@@ -218,7 +218,6 @@ where
     } = Exchange::new(head, reader, settings);
     // RFC 9110 §15.2: interim responses go to HTTP/1.1 clients only.
     let interim = (version == http::Version::HTTP_11).then(Interim::default);
-    let request = Box::new(request);
     async move {
         let waited = Waiting {
             writer: &mut *writer,
@@ -418,7 +417,7 @@ async fn next_head(
 /// One request as the connection sees it while it is served.
 struct Exchange {
     /// What goes to the service.
-    request: Request<Inbound>,
+    request: Box<Request<Inbound>>,
     /// Where the reader comes back from the body.
     home: Option<oneshot::Receiver<Returned>>,
     /// Fires when the body is first read and a 100 is owed.
@@ -438,14 +437,14 @@ struct Exchange {
 impl Exchange {
     fn new(head: Head, reader: Reader, settings: Settings) -> Exchange {
         let Head {
-            parts,
+            mut request,
             framing,
             keep_alive,
             expect_continue,
             accepts_trailers,
         } = head;
-        let method = parts.method.clone();
-        let version = parts.version;
+        let method = request.method().clone();
+        let version = request.version();
         let length = match framing {
             RequestFraming::Empty => None,
             RequestFraming::Length(n) => Some(Some(n)),
@@ -466,8 +465,9 @@ impl Exchange {
                 (Inbound::Wire(body), Some(rx), continue_rx, None)
             }
         };
+        *request.body_mut() = body;
         Exchange {
-            request: Request::from_parts(parts, body),
+            request,
             home,
             asked_continue,
             reader_at_home,
