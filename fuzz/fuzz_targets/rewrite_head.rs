@@ -31,11 +31,14 @@ fuzz_target!(|data: &[u8]| {
     let upgrade = relevo::http::rewrite::upgrade_protocol(&req);
     let present = relevo::http::fields::Present::of(req.headers());
     let forwarded_for = relevo::http::rewrite::forwarded_for("127.0.0.1".parse().unwrap());
-    let mut copy = http::Request::new(());
-    *copy.headers_mut() = req.headers().clone();
-    let out = relevo::http::rewrite::request(req, &target, forwarded_for.clone(), upgrade.clone(), present);
+    let mut out = req;
+    let mut same = http::Request::new(());
+    *same.headers_mut() = out.headers().clone();
+    let appended = relevo::http::rewrite::request(&mut out, &target, forwarded_for.clone(), upgrade.clone(), present);
+    appended.into_headers(out.headers_mut());
     let all = relevo::http::fields::Present::ALL;
-    let same = relevo::http::rewrite::request(copy, &target, forwarded_for, upgrade.clone(), all);
+    let appended = relevo::http::rewrite::request(&mut same, &target, forwarded_for, upgrade.clone(), all);
+    appended.into_headers(same.headers_mut());
     assert_eq!(out.headers(), same.headers(), "the presence mask changed the rewrite");
     let h = out.headers();
     for gone in ["keep-alive", "proxy-connection", "proxy-authorization", "transfer-encoding", "expect"] {

@@ -2,6 +2,9 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+/// `X-Forwarded-For`, which the `http` crate has no constant for.
+pub const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
 /// Which of the fields the checks and the rewrite look up a request has, found in one
 /// pass over its names: most requests have none of them, and looking up a field that
 /// is not there still costs a hash and a probe (seven of them per request).
@@ -19,8 +22,12 @@ impl Present {
     pub const CONNECTION: Present = Present(1 << 3);
     /// `TE`.
     pub const TE: Present = Present(1 << 4);
+    /// `Via`.
+    pub const VIA: Present = Present(1 << 5);
+    /// `X-Forwarded-For`.
+    pub const FORWARDED_FOR: Present = Present(1 << 6);
     /// Every one of them, as a caller that did not look says: each is looked up.
-    pub const ALL: Present = Present((1 << 5) - 1);
+    pub const ALL: Present = Present((1 << 7) - 1);
 
     /// The fields of `headers` that are among these.
     pub fn of(headers: &HeaderMap) -> Present {
@@ -32,6 +39,8 @@ impl Present {
                 header::EXPECT => Present::EXPECT.0,
                 header::CONNECTION => Present::CONNECTION.0,
                 header::TE => Present::TE.0,
+                header::VIA => Present::VIA.0,
+                _ if *name == FORWARDED_FOR => Present::FORWARDED_FOR.0,
                 _ => 0,
             };
         }

@@ -7,7 +7,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, Version};
 
-use super::fields::{append, has_token, list_elements, Present};
+use super::fields::{append, has_token, list_elements, Present, FORWARDED_FOR};
 use super::host::Target;
 
 /// How many fixed hop-by-hop fields there are.
@@ -45,70 +45,114 @@ pub fn upgrade_protocol<B>(req: &Request<B>) -> Option<HeaderValue> {
     HeaderValue::from_str(&wanted.join(", ")).ok()
 }
 
+/// The fields relevo adds to a request that the client did not send itself: the
+/// backend connection writes them after the request's own fields instead of their
+/// going into its field map (an insert into a `HeaderMap` costs several times the
+/// write). A client's own `X-Forwarded-For` or `Via` gets relevo's entry folded in, in
+/// the map, and is then not here.
+#[derive(Debug, Clone, Default)]
+pub struct Appended {
+    /// `X-Forwarded-For`: the client's address.
+    pub forwarded_for: Option<HeaderValue>,
+    /// `Via`: relevo's entry (RFC 9110 §7.6.3).
+    pub via: Option<&'static str>,
+}
+
+impl Appended {
+    /// Writes the fields as head lines into `dst`.
+    pub fn write(&self, dst: &mut Vec<u8>) {
+        if let Some(v) = &self.forwarded_for {
+            line(dst, b"x-forwarded-for", v.as_bytes());
+        }
+        if let Some(v) = self.via {
+            line(dst, b"via", v.as_bytes());
+        }
+    }
+
+    /// Puts the fields into `headers`, for a writer that writes the map alone.
+    pub fn into_headers(self, headers: &mut HeaderMap) {
+        if let Some(v) = self.forwarded_for {
+            append(headers, FORWARDED_FOR, v);
+        }
+        if let Some(v) = self.via {
+            append(headers, header::VIA, HeaderValue::from_static(v));
+        }
+    }
+}
+
+/// One `name: value` head line.
+fn line(dst: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    dst.extend_from_slice(name);
+    dst.extend_from_slice(b": ");
+    dst.extend_from_slice(value);
+    dst.extend_from_slice(b"\r\n");
+}
+
 /// Rewrites a client request for the backend: origin-form target, the client's host
 /// in `Host`, hop-by-hop fields removed (but an `upgrade` is asked for again),
-/// `X-Forwarded-For` and `Via` appended.
+/// `X-Forwarded-For` and `Via` appended (into the map when the client sent them,
+/// else returned as `Appended`, written after the map's fields).
 /// `present` says which of the fields looked up the request has (`Present::of`).
 pub fn request<B>(
-    req: Request<B>,
+    req: &mut Request<B>,
     target: &Target,
     forwarded_for: HeaderValue,
     upgrade: Option<HeaderValue>,
     present: Present,
-) -> Request<B> {
-    let (mut parts, body) = req.into_parts();
-    let received = parts.version;
-    strip_hop_by_hop(&mut parts.headers);
+) -> Appended {
+    let received = req.version();
+    // In place: the request is boxed, and taking it apart would move it twice.
+    *req.version_mut() = Version::HTTP_11;
+    // An origin-form target (what a reverse proxy gets) is sent as it came.
+    let uri = req.uri_mut();
+    if uri.scheme().is_some() || uri.authority().is_some() {
+        let path = uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        *uri = Uri::from(path);
+    }
+    let headers = req.headers_mut();
+    strip_hop_by_hop(headers);
     // TE is hop-by-hop too, but `trailers` says the client can take trailers, which
     // the backend needs to know to send them (RFC 9110 §10.1.4).
     if present.has(Present::TE) {
-        let wants_trailers = parts
-            .headers
+        let wants_trailers = headers
             .get_all(header::TE)
             .iter()
             .any(|v| has_token(v, "trailers"));
-        parts.headers.remove(header::TE);
+        headers.remove(header::TE);
         if wants_trailers {
-            parts
-                .headers
-                .insert(header::TE, HeaderValue::from_static("trailers"));
+            headers.insert(header::TE, HeaderValue::from_static("trailers"));
         }
     }
     // relevo answers `Expect: 100-continue` itself when it starts reading the body.
     if present.has(Present::EXPECT) {
-        parts.headers.remove(header::EXPECT);
+        headers.remove(header::EXPECT);
     }
-
-    // An origin-form target (what a reverse proxy gets) is sent as it came.
-    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
-        let path = parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        parts.uri = Uri::from(path);
+    if headers.get(header::HOST) != Some(&target.authority) {
+        headers.insert(header::HOST, target.authority.clone());
     }
-    parts.version = Version::HTTP_11;
-    if parts.headers.get(header::HOST) != Some(&target.authority) {
-        parts.headers.insert(header::HOST, target.authority.clone());
+    let mut appended = Appended::default();
+    if present.has(Present::FORWARDED_FOR) {
+        append(headers, FORWARDED_FOR, forwarded_for);
+    } else {
+        appended.forwarded_for = Some(forwarded_for);
     }
-    append(
-        &mut parts.headers,
-        HeaderName::from_static("x-forwarded-for"),
-        forwarded_for,
-    );
-    append(
-        &mut parts.headers,
-        header::VIA,
-        HeaderValue::from_static(via(received)),
-    );
+    if present.has(Present::VIA) {
+        append(
+            headers,
+            header::VIA,
+            HeaderValue::from_static(via(received)),
+        );
+    } else {
+        appended.via = Some(via(received));
+    }
     if let Some(protocols) = upgrade {
-        parts
-            .headers
-            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        parts.headers.insert(header::UPGRADE, protocols);
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, protocols);
     }
-    Request::from_parts(parts, body)
+    appended
 }
 
 /// Rewrites a backend response for the client: hop-by-hop fields removed, `Via` added.

@@ -13,6 +13,7 @@ use super::response_body::ProxyBody;
 use super::state::{Entry, State};
 use crate::downstream::interim::Interim;
 use crate::downstream::request_body::UpstreamBody;
+use crate::http::rewrite::Appended;
 use crate::http::{rewrite, ProxyError};
 use crate::upstream::backend::Queue;
 use crate::upstream::exchange::{self as wire, Answer, SendError};
@@ -56,6 +57,8 @@ pub struct How<'a> {
     pub started: Instant,
     /// Where the backend's interim responses go (HTTP/1.1 clients only).
     pub interim: Option<&'a Interim>,
+    /// The fields written after the request's own (`X-Forwarded-For`, `Via`).
+    pub appended: &'a Appended,
 }
 
 /// Sends `req` to `backend` and returns the response with its body streaming from
@@ -202,7 +205,7 @@ async fn send_with(
     loop {
         let sent = tokio::time::timeout(
             limits.response,
-            wire::exchange(conn.conn(), &mut *req, how.interim),
+            wire::exchange(conn.conn(), &mut *req, how.appended, how.interim),
         )
         .await;
         let error = match sent {

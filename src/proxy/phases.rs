@@ -106,9 +106,10 @@ async fn proxy(
     let replayable = entry.tries > 1
         && (req.body().is_end_stream()
             || declared.is_some_and(|len| len <= state.config.retries.replay_body_bytes));
-    let req = rewrite::request(*req, &target, forwarded_for, upgrade, present);
+    let appended = rewrite::request(&mut req, &target, forwarded_for, upgrade, present);
     let mut resend = Resend::new(
-        Box::new(req),
+        req,
+        appended,
         replayable,
         limit,
         state.timeouts().client_body,

@@ -19,6 +19,7 @@ use super::state::{Entry, State};
 use super::tunnel;
 use crate::downstream::interim::Interim;
 use crate::downstream::request_body::{ClientBody, Inbound, UpstreamBody};
+use crate::http::rewrite::Appended;
 use crate::http::{ProxyError, Retry};
 use crate::routing::NoPick;
 use crate::upstream::Backend;
@@ -75,12 +76,15 @@ pub async fn run(
         }
         session.backend = Some(backend.addr);
         session.attempts += 1;
-        let Some(request) = resend.next() else { break };
+        let Some((request, appended)) = resend.next() else {
+            break;
+        };
         let how = How {
             fresh,
             deadline,
             started: now,
             interim: plan.interim.as_ref(),
+            appended,
         };
         let failure = match attempt::exchange(entry, &backend, request, state, how).await {
             Ok(Exchanged::Response(resp, took, connect_time)) => {
@@ -140,6 +144,8 @@ pub async fn run(
 pub struct Resend {
     /// The rewritten request; its body is `Buffered` when it was read in full.
     req: Box<Request<UpstreamBody>>,
+    /// The fields the rewrite adds after the request's own.
+    appended: Appended,
     /// A streamed body went (at least in part) to a backend: it cannot go again.
     spent: bool,
 }
@@ -148,12 +154,13 @@ impl Resend {
     /// Reads a small body in full when `replayable`; otherwise leaves it streaming.
     pub async fn new(
         req: Box<Request<Inbound>>,
+        appended: Appended,
         replayable: bool,
         limit: Option<u64>,
         idle: Duration,
         counted: &Arc<AtomicU64>,
     ) -> Result<Resend, ProxyError> {
-        let (parts, body) = req.into_parts();
+        let (parts, body) = (*req).into_parts();
         let body = if !replayable {
             UpstreamBody::Streaming(ClientBody::new(body, limit, idle, counted.clone()))
         } else if body.is_end_stream() {
@@ -167,13 +174,14 @@ impl Resend {
         };
         Ok(Resend {
             req: Box::new(Request::from_parts(parts, body)),
+            appended,
             spent: false,
         })
     }
 
-    /// The request for the next attempt, if it may go (again).
-    fn next(&mut self) -> Option<&mut Request<UpstreamBody>> {
-        (!self.spent).then_some(&mut *self.req)
+    /// The request for the next attempt, if it may go (again), and the fields to add.
+    fn next(&mut self) -> Option<(&mut Request<UpstreamBody>, &Appended)> {
+        (!self.spent).then_some((&mut *self.req, &self.appended))
     }
 
     /// An attempt failed: a streamed body that may have left cannot go again.

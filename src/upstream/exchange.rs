@@ -21,6 +21,7 @@ use crate::downstream::interim::Interim;
 use crate::downstream::request_body::UpstreamBody;
 use crate::downstream::writer::{write_all_vectored, HeadBuf};
 use crate::http::error::ClientBodyError;
+use crate::http::rewrite::Appended;
 use crate::http::{rewrite, BackendFault};
 
 /// Why an exchange failed, with what the retry logic must know.
@@ -51,9 +52,11 @@ pub struct Answer {
 /// given: its head is only read, and a buffered body only cloned (a reference count),
 /// so a retry sends the same request again without a copy of its fields. A streamed
 /// body is read as it is sent.
+/// `appended`: the fields the rewrite adds after the request's own.
 pub async fn exchange(
     conn: &mut Conn,
     req: &mut Request<UpstreamBody>,
+    appended: &Appended,
     interim: Option<&Interim>,
 ) -> Result<Answer, SendError> {
     let framing = request_head::framing(
@@ -62,7 +65,7 @@ pub async fn exchange(
         req.body().size_hint().exact(),
     );
     let mut head = HeadBuf::new();
-    request_head::encode(req, framing, &mut head);
+    request_head::encode(req, appended, framing, &mut head);
     let buffered = match req.body() {
         UpstreamBody::Buffered(bytes) => Some(bytes.clone().unwrap_or_default()),
         UpstreamBody::Streaming(_) => None,

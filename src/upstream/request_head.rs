@@ -3,6 +3,8 @@
 //! (`http::rewrite::request`), so what is left is the framing.
 
 use http::header::{self, HeaderMap};
+
+use crate::http::rewrite::Appended;
 use http::Request;
 
 /// How the request body is delimited on the backend connection.
@@ -38,7 +40,7 @@ pub fn framing(headers: &HeaderMap, end: bool, exact: Option<u64>) -> Framing {
 
 /// Writes the head of `parts` into `dst`: request line, fields, the framing field
 /// relevo adds when the client's did not say, and the empty line.
-pub fn encode<B>(req: &Request<B>, framing: Framing, dst: &mut Vec<u8>) {
+pub fn encode<B>(req: &Request<B>, appended: &Appended, framing: Framing, dst: &mut Vec<u8>) {
     let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
     dst.reserve(target.len() + 64 + req.headers().len() * 32);
     dst.extend_from_slice(req.method().as_str().as_bytes());
@@ -51,6 +53,7 @@ pub fn encode<B>(req: &Request<B>, framing: Framing, dst: &mut Vec<u8>) {
         dst.extend_from_slice(value.as_bytes());
         dst.extend_from_slice(b"\r\n");
     }
+    appended.write(dst);
     let declared = req.headers().contains_key(header::CONTENT_LENGTH);
     match framing {
         Framing::Length(n) if !declared => {
@@ -88,7 +91,7 @@ mod tests {
 
     fn head(req: Request<()>, framing: Framing) -> String {
         let mut dst = Vec::new();
-        encode(&req, framing, &mut dst);
+        encode(&req, &Appended::default(), framing, &mut dst);
         String::from_utf8(dst).unwrap()
     }
 
