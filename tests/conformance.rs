@@ -647,6 +647,30 @@ async fn slow_header_is_cut_off() {
     clean_request_works(&p).await;
 }
 
+// A timeout too long to add to the clock means "never" (as tokio's `sleep` takes it),
+// not a failed connection: the keep-alive wait and the body's idle timer are moved
+// forward at every request and every body frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enormous_timeouts_mean_never() {
+    let huge = Duration::from_secs(u64::MAX / 2);
+    let (p, b) = setup(|c| {
+        c.timeouts.client_header = huge;
+        c.timeouts.client_body = huge;
+    })
+    .await;
+    let mut c = connect(p.addr).await;
+    for _ in 0..3 {
+        send(
+            &mut c,
+            b"POST /echo-length HTTP/1.1\r\nHost: app.test\r\nContent-Length: 3\r\n\r\nabc",
+        )
+        .await;
+        let r = read_reply(&mut c).await;
+        assert_eq!((r.status, r.body.as_str()), (200, "3"));
+    }
+    assert_eq!(b.last().body, b"abc");
+}
+
 // RFC 9112 §9.5: idle keep-alive connections are closed after the timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_keep_alive_is_closed() {

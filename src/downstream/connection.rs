@@ -134,8 +134,12 @@ pub fn serve<H: Halves, S: Answers>(
         let ending = loop {
             reader.release_if_empty();
             if !std::mem::take(&mut first) {
-                let deadline = tokio::time::Instant::now() + settings.header_timeout;
-                head_timer.as_mut().reset(deadline);
+                // A timeout too long to add stays as `sleep` made it: far off.
+                if let Some(deadline) =
+                    tokio::time::Instant::now().checked_add(settings.header_timeout)
+                {
+                    head_timer.as_mut().reset(deadline);
+                }
             }
             let next = tokio::select! {
                 // The head first, as `timeout` polls it: no random draw per poll.
@@ -258,7 +262,9 @@ where
         for head in &interim {
             response::write_interim(head, &mut head_buf);
         }
-        let written = response::write_head(&resp, resp.body().passed(), asked, &mut head_buf);
+        let passed = resp.body_mut().take_passed();
+        let written = response::write_head(&resp, passed.as_ref(), asked, &mut head_buf);
+        drop(passed);
         if let Err(e) = write_body(writer, head_buf, resp.into_body(), written.framing).await {
             debug!(client = %peer, "response not completed: {e}");
             return Served::Drop;

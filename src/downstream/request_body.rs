@@ -298,10 +298,10 @@ impl Body for ClientBody {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                if let Some(timer) = this.timer.as_mut() {
-                    timer
-                        .as_mut()
-                        .reset(tokio::time::Instant::now() + this.idle);
+                // A timeout too long to add leaves the timer where it was: far off.
+                let deadline = tokio::time::Instant::now().checked_add(this.idle);
+                if let (Some(timer), Some(deadline)) = (this.timer.as_mut(), deadline) {
+                    timer.as_mut().reset(deadline);
                 }
                 if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(|f| f.data_ref())) {
                     let n = data.map_or(0, |d| d.len() as u64);

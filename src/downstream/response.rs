@@ -17,8 +17,9 @@ use crate::http::passed::PassedFields;
 /// A response body that may carry its head's end-to-end fields beside the field map
 /// (as the backend wrote them): the head written for the client copies them.
 pub trait Relayed {
-    /// The fields kept beside the map, if any.
-    fn passed(&self) -> Option<&PassedFields> {
+    /// Takes the fields kept beside the map, if any (they are freed once the head is
+    /// written, not kept for the body's life).
+    fn take_passed(&mut self) -> Option<PassedFields> {
         None
     }
 }

@@ -78,12 +78,6 @@ impl ProxyBody {
         ProxyBody::page(Bytes::new())
     }
 
-    /// Takes the backend's fields kept beside the field map, for a client that needs
-    /// them in it (HTTP/2).
-    pub fn take_passed(&mut self) -> Option<PassedFields> {
-        self.passed.take()
-    }
-
     /// Attaches the session to finish when the body ends.
     pub fn with_session(mut self, session: Box<Session>) -> ProxyBody {
         self.session = Some(session);
@@ -92,8 +86,8 @@ impl ProxyBody {
 }
 
 impl Relayed for ProxyBody {
-    fn passed(&self) -> Option<&PassedFields> {
-        self.passed.as_ref()
+    fn take_passed(&mut self) -> Option<PassedFields> {
+        self.passed.take()
     }
 }
 

@@ -19,6 +19,7 @@ use crate::downstream::connection::Drain;
 use crate::downstream::h2::Streams;
 use crate::downstream::interim::Interim;
 use crate::downstream::request_body::Inbound;
+use crate::downstream::response::Relayed;
 use crate::downstream::tls::Negotiated;
 use crate::http::{host, page, rewrite};
 use crate::proxy::{self, ProxyBody, State};
