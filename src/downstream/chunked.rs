@@ -5,6 +5,8 @@
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::http::fields::line;
+
 /// A chunk-size line longer than this is refused (hyper bounds extensions too).
 const MAX_SIZE_LINE: usize = 4096;
 /// Total bytes of chunk extensions a body may carry (hyper's limit, 16 KiB).
@@ -226,10 +228,7 @@ pub fn size_line(len: usize, dst: &mut Vec<u8>) {
 pub fn last_chunk(trailers: Option<&HeaderMap>, dst: &mut Vec<u8>) {
     dst.extend_from_slice(b"0\r\n");
     for (name, value) in trailers.into_iter().flatten() {
-        dst.extend_from_slice(name.as_str().as_bytes());
-        dst.extend_from_slice(b": ");
-        dst.extend_from_slice(value.as_bytes());
-        dst.extend_from_slice(b"\r\n");
+        line(dst, name.as_str().as_bytes(), value.as_bytes());
     }
     dst.extend_from_slice(b"\r\n");
 }

@@ -130,16 +130,12 @@ pub fn serve<H: Halves, S: Answers>(
         // when the old one comes), where a timer per request is registered with the
         // runtime and taken out again.
         let mut head_timer = std::pin::pin!(tokio::time::sleep(settings.header_timeout));
-        let mut first = true;
         let ending = loop {
             reader.release_if_empty();
-            if !std::mem::take(&mut first) {
-                // A timeout too long to add stays as `sleep` made it: far off.
-                if let Some(deadline) =
-                    tokio::time::Instant::now().checked_add(settings.header_timeout)
-                {
-                    head_timer.as_mut().reset(deadline);
-                }
+            // A timeout too long to add stays as `sleep` made it: far off.
+            if let Some(deadline) = tokio::time::Instant::now().checked_add(settings.header_timeout)
+            {
+                head_timer.as_mut().reset(deadline);
             }
             let next = tokio::select! {
                 // The head first, as `timeout` polls it: no random draw per poll.

@@ -189,20 +189,70 @@ struct Meaning {
     drop_length: bool,
 }
 
+/// The fields that frame an HTTP/1 message and decide whether its connection persists
+/// (RFC 9112 §6, §9.3), as their lines are read: a client's request head and a
+/// backend's response head note them the same way (each with its own
+/// `Content-Length` syntax).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MessageFraming {
+    /// Whether any `Transfer-Encoding` line came.
+    pub transfer_encoding: bool,
+    /// Whether the last element of the last `Transfer-Encoding` line is `chunked`.
+    pub chunked_last: bool,
+    /// `None`: no `Content-Length`; else the value all lines agree on, or the first
+    /// fault (reported only when Transfer-Encoding does not decide first).
+    pub length: Option<Result<u64, &'static str>>,
+    /// A `Connection` line says `close`.
+    pub close: bool,
+    /// A `Connection` line says `keep-alive`.
+    pub keep_alive: bool,
+}
+
+impl MessageFraming {
+    /// A `Transfer-Encoding` line.
+    pub fn transfer_encoding(&mut self, value: &[u8]) {
+        self.transfer_encoding = true;
+        self.chunked_last = last_element(value).eq_ignore_ascii_case(b"chunked");
+    }
+
+    /// A `Content-Length` line, parsed by the side's rule (`None`: invalid).
+    pub fn content_length(&mut self, parsed: Option<u64>) {
+        self.length = match (self.length, parsed) {
+            (Some(Err(e)), _) => Some(Err(e)),
+            (_, None) => Some(Err("content-length")),
+            (Some(Ok(prev)), Some(n)) if prev != n => Some(Err("conflicting content-length")),
+            (_, Some(n)) => Some(Ok(n)),
+        };
+    }
+
+    /// A `Connection` line; true when it names anything but `close` and
+    /// `keep-alive` (a field, which is then hop-by-hop too).
+    pub fn connection(&mut self, value: &[u8]) -> bool {
+        let mut names = false;
+        for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            if token.eq_ignore_ascii_case(b"close") {
+                self.close = true;
+            } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                self.keep_alive = true;
+            } else if !token.is_empty() {
+                names = true;
+            }
+        }
+        names
+    }
+
+    /// `close` wins; a 1.1 connection persists otherwise, a 1.0 one only with
+    /// `keep-alive` (RFC 9112 §9.3).
+    pub fn persists(&self, version: Version) -> bool {
+        !self.close && (version == Version::HTTP_11 || self.keep_alive)
+    }
+}
+
 /// The fields framing and persistence depend on, as their lines were read.
 #[derive(Default)]
 struct Noted {
-    /// A `Connection` line says `close`.
-    close: bool,
-    /// A `Connection` line says `keep-alive`.
-    keep_alive: bool,
-    /// Whether any `Transfer-Encoding` line came.
-    transfer_encoding: bool,
-    /// Whether the last `Transfer-Encoding` line ends in `chunked`.
-    chunked_last: bool,
-    /// `None`: no `Content-Length`; else the value all lines agree on, or the first
-    /// fault (reported only when Transfer-Encoding does not decide first).
-    length: Option<Result<u64, &'static str>>,
+    /// Framing and persistence.
+    framing: MessageFraming,
     /// `None`: no `Expect`; else whether the first line is `100-continue`.
     expect_continue: Option<bool>,
     /// A `TE` line offers `trailers`.
@@ -215,23 +265,10 @@ impl Noted {
         let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
         match name.len() {
             10 if is(b"connection") => {
-                self.close |= has_token(value, b"close");
-                self.keep_alive |= has_token(value, b"keep-alive");
+                self.framing.connection(value);
             }
-            17 if is(b"transfer-encoding") => {
-                self.transfer_encoding = true;
-                self.chunked_last = last_element(value).eq_ignore_ascii_case(b"chunked");
-            }
-            14 if is(b"content-length") => {
-                self.length = match (self.length, content_length(value)) {
-                    (Some(Err(e)), _) => Some(Err(e)),
-                    (_, None) => Some(Err("content-length")),
-                    (Some(Ok(prev)), Some(n)) if prev != n => {
-                        Some(Err("conflicting content-length"))
-                    }
-                    (_, Some(n)) => Some(Ok(n)),
-                };
-            }
+            17 if is(b"transfer-encoding") => self.framing.transfer_encoding(value),
+            14 if is(b"content-length") => self.framing.content_length(content_length(value)),
             // The first line is the one that counts, as `HeaderMap::get` has it.
             6 if is(b"expect") && self.expect_continue.is_none() => {
                 self.expect_continue = Some(value.eq_ignore_ascii_case(b"100-continue"));
@@ -244,28 +281,28 @@ impl Noted {
     /// RFC 9112 §6.1-§6.3 and §9.3, by hyper's server rules.
     fn meaning(&self, version: Version) -> Result<Meaning, HeadError> {
         let is_11 = version == Version::HTTP_11;
-        // `close` wins; a 1.0 connection persists only with `keep-alive`.
-        let mut keep_alive = !self.close && (is_11 || self.keep_alive);
+        let fields = &self.framing;
+        let mut keep_alive = fields.persists(version);
         let mut framing = Framing::Empty;
         let mut drop_length = false;
-        if self.transfer_encoding {
+        if fields.transfer_encoding {
             // RFC 9112 §6.1: a 1.0 message cannot be chunked; any other final coding
             // leaves a request without a length (400, §6.3 item 4).
             if !is_11 {
                 return Err(HeadError::Bad("transfer-encoding in an HTTP/1.0 request"));
             }
-            if !self.chunked_last {
+            if !fields.chunked_last {
                 return Err(HeadError::Bad("transfer-encoding does not end in chunked"));
             }
             framing = Framing::Chunked;
             // §6.1: a message with both may be an attempt to smuggle; it is read as
             // chunked, its Content-Length dropped (never forwarded), and the
             // connection closes after it.
-            if self.length.is_some() {
+            if fields.length.is_some() {
                 drop_length = true;
                 keep_alive = false;
             }
-        } else if let Some(length) = self.length {
+        } else if let Some(length) = fields.length {
             let n = length.map_err(HeadError::Bad)?;
             if n > 0 {
                 framing = Framing::Length(n);

@@ -12,6 +12,7 @@ use http::{Method, Response, StatusCode, Version};
 use hyper::body::Body;
 
 use super::head::has_token;
+use crate::http::fields::line;
 use crate::http::passed::PassedFields;
 
 /// A response body that may carry its head's end-to-end fields beside the field map
@@ -70,7 +71,7 @@ pub struct Written {
 pub fn write_interim(head: &http::response::Parts, dst: &mut Vec<u8>) {
     status_line(head.status, dst);
     for (name, value) in &head.headers {
-        field(dst, name.as_str().as_bytes(), value.as_bytes());
+        line(dst, name.as_str().as_bytes(), value.as_bytes());
     }
     dst.extend_from_slice(b"\r\n");
 }
@@ -130,28 +131,28 @@ pub fn write_head<B: Body>(
             header::DATE => wrote_date = true,
             _ => {}
         }
-        field(dst, name.as_str().as_bytes(), value.as_bytes());
+        line(dst, name.as_str().as_bytes(), value.as_bytes());
     }
     match framing {
         Framing::Length(n) => {
             let mut digits = itoa::Buffer::new();
-            field(dst, b"content-length", digits.format(n).as_bytes());
+            line(dst, b"content-length", digits.format(n).as_bytes());
         }
         Framing::None if may_have_length => {
             // HEAD and 304 describe the body they would have had (RFC 9110 §8.6).
             if let Some(n) = passed.and_then(PassedFields::content_length) {
                 let mut digits = itoa::Buffer::new();
-                field(dst, b"content-length", digits.format(n).as_bytes());
+                line(dst, b"content-length", digits.format(n).as_bytes());
             } else if let Some(v) = headers.get(header::CONTENT_LENGTH) {
-                field(dst, b"content-length", v.as_bytes());
+                line(dst, b"content-length", v.as_bytes());
             }
         }
-        Framing::Chunked { .. } => field(dst, b"transfer-encoding", b"chunked"),
+        Framing::Chunked { .. } => line(dst, b"transfer-encoding", b"chunked"),
         Framing::None | Framing::Close => {}
     }
     connection_field(headers, asked.version, keep_alive, says_close, dst);
     if !wrote_date {
-        DATE.with(|d| field(dst, b"date", d.borrow_mut().now()));
+        DATE.with(|d| line(dst, b"date", d.borrow_mut().now()));
     }
     dst.extend_from_slice(b"\r\n");
     Written {
@@ -211,17 +212,10 @@ fn connection_field(
 /// `Connection` when the response has none of its own.
 fn own_connection_field(version: Version, keep_alive: bool, dst: &mut Vec<u8>) {
     if !keep_alive {
-        field(dst, b"connection", b"close");
+        line(dst, b"connection", b"close");
     } else if version == Version::HTTP_10 {
-        field(dst, b"connection", b"keep-alive");
+        line(dst, b"connection", b"keep-alive");
     }
-}
-
-fn field(dst: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    dst.extend_from_slice(name);
-    dst.extend_from_slice(b": ");
-    dst.extend_from_slice(value);
-    dst.extend_from_slice(b"\r\n");
 }
 
 thread_local! {

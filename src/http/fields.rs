@@ -2,6 +2,15 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+/// One field line as written on the wire, `name: value` and CRLF (RFC 9112 §5): every
+/// head relevo writes, both ways, and a chunked body's trailer section.
+pub fn line(dst: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    dst.extend_from_slice(name);
+    dst.extend_from_slice(b": ");
+    dst.extend_from_slice(value);
+    dst.extend_from_slice(b"\r\n");
+}
+
 /// `X-Forwarded-For`, which the `http` crate has no constant for.
 pub const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 

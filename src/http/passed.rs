@@ -9,6 +9,7 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::Version;
 
+use super::fields::line;
 use super::rewrite::via;
 
 /// The end-to-end field lines of a response head, with what the client's head needs
@@ -36,10 +37,7 @@ impl PassedFields {
 
     /// Adds a line the parser has checked (a token name, a value without CR or LF).
     pub fn push(&mut self, name: &[u8], value: &[u8]) {
-        self.block.extend_from_slice(name);
-        self.block.extend_from_slice(b": ");
-        self.block.extend_from_slice(value);
-        self.block.extend_from_slice(b"\r\n");
+        line(&mut self.block, name, value);
     }
 
     /// Ends the block with relevo's `Via` entry for a backend that spoke `received`

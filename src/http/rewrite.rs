@@ -7,7 +7,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, Version};
 
-use super::fields::{append, has_token, list_elements, Present, FORWARDED_FOR};
+use super::fields::{append, has_token, line, list_elements, Present, FORWARDED_FOR};
 use super::host::Target;
 
 /// How many fixed hop-by-hop fields there are.
@@ -78,14 +78,6 @@ impl Appended {
             append(headers, header::VIA, HeaderValue::from_static(v));
         }
     }
-}
-
-/// One `name: value` head line.
-fn line(dst: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    dst.extend_from_slice(name);
-    dst.extend_from_slice(b": ");
-    dst.extend_from_slice(value);
-    dst.extend_from_slice(b"\r\n");
 }
 
 /// Rewrites a client request for the backend: origin-form target, the client's host

@@ -4,6 +4,7 @@
 
 use http::header::{self, HeaderMap};
 
+use crate::http::fields::line;
 use crate::http::rewrite::Appended;
 use http::Request;
 
@@ -48,18 +49,17 @@ pub fn encode<B>(req: &Request<B>, appended: &Appended, framing: Framing, dst: &
     dst.extend_from_slice(target.as_bytes());
     dst.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in req.headers() {
-        dst.extend_from_slice(name.as_str().as_bytes());
-        dst.extend_from_slice(b": ");
-        dst.extend_from_slice(value.as_bytes());
-        dst.extend_from_slice(b"\r\n");
+        line(dst, name.as_str().as_bytes(), value.as_bytes());
     }
     appended.write(dst);
     let declared = req.headers().contains_key(header::CONTENT_LENGTH);
     match framing {
         Framing::Length(n) if !declared => {
-            dst.extend_from_slice(b"content-length: ");
-            dst.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-            dst.extend_from_slice(b"\r\n");
+            line(
+                dst,
+                b"content-length",
+                itoa::Buffer::new().format(n).as_bytes(),
+            );
         }
         Framing::Chunked => dst.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         _ => {}

@@ -9,7 +9,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::response::Parts;
 use http::{Method, Response, StatusCode, Version};
 
-use crate::downstream::head::{self, last_element};
+use crate::downstream::head::{self, MessageFraming};
 use crate::http::passed::PassedFields;
 use crate::http::BackendFault;
 
@@ -100,19 +100,19 @@ pub fn parse(
             _ => {}
         }
     }
-    let body = body_kind(&framing, status, version, method)?;
-    let keep_alive = framing.keep_alive(version) && body != BodyKind::Close;
+    let body = body_kind(&framing.message, status, version, method)?;
+    let keep_alive = framing.message.persists(version) && body != BodyKind::Close;
     let mut head = Response::new(());
     *head.status_mut() = status;
     *head.version_mut() = version;
     let passes = !status.is_informational()
         && !framing.special
         && !framing.names_fields
-        && framing.length.is_ok();
+        && !matches!(framing.message.length, Some(Err(_)));
     let passed = if passes {
         // The usual head: its end-to-end lines go to the client as they came.
-        let content_length = match framing.length {
-            Ok(n) if !framing.transfer_encoding => n,
+        let content_length = match framing.message.length {
+            Some(Ok(n)) if !framing.message.transfer_encoding => Some(n),
             _ => None,
         };
         passed.finish(version, via, content_length, framing.date);
@@ -189,19 +189,10 @@ impl Role {
 
 /// What the fields say about framing, persistence and how the head can be relayed,
 /// as they were read.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct FramingFields {
-    /// Whether any `Transfer-Encoding` line came.
-    transfer_encoding: bool,
-    /// Whether the last element of the last `Transfer-Encoding` line is `chunked`.
-    chunked_last: bool,
-    /// The `Content-Length` all lines agree on; `Err` once a line is invalid or
-    /// two disagree (reported only if Transfer-Encoding does not decide first).
-    length: Result<Option<u64>, &'static str>,
-    /// A `Connection` line says `close`.
-    close: bool,
-    /// A `Connection` line says `keep-alive`.
-    keep_alive: bool,
+    /// Framing and persistence, as the request side notes them too.
+    message: MessageFraming,
     /// A `Connection` line names a field (anything but `close` and `keep-alive`),
     /// which is then hop-by-hop too.
     names_fields: bool,
@@ -213,52 +204,13 @@ struct FramingFields {
     via: bool,
 }
 
-impl Default for FramingFields {
-    fn default() -> FramingFields {
-        FramingFields {
-            transfer_encoding: false,
-            chunked_last: false,
-            length: Ok(None),
-            close: false,
-            keep_alive: false,
-            names_fields: false,
-            date: false,
-            special: false,
-            via: false,
-        }
-    }
-}
-
 impl FramingFields {
     /// Takes one field line into account.
     fn note(&mut self, role: Role, value: &[u8]) {
         match role {
-            Role::TransferEncoding => {
-                self.transfer_encoding = true;
-                self.chunked_last = last_element(value).eq_ignore_ascii_case(b"chunked");
-            }
-            Role::ContentLength => {
-                if let Ok(prev) = self.length {
-                    self.length = match content_length(value) {
-                        None => Err("content-length"),
-                        Some(n) if prev.is_some_and(|p| p != n) => {
-                            Err("conflicting content-length")
-                        }
-                        Some(n) => Ok(Some(n)),
-                    };
-                }
-            }
-            Role::Connection => {
-                for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                    if token.eq_ignore_ascii_case(b"close") {
-                        self.close = true;
-                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                        self.keep_alive = true;
-                    } else if !token.is_empty() {
-                        self.names_fields = true;
-                    }
-                }
-            }
+            Role::TransferEncoding => self.message.transfer_encoding(value),
+            Role::ContentLength => self.message.content_length(content_length(value)),
+            Role::Connection => self.names_fields |= self.message.connection(value),
             Role::Date => self.date = true,
             Role::Via => {
                 self.special |= self.via;
@@ -268,17 +220,11 @@ impl FramingFields {
             Role::HopByHop | Role::EndToEnd => {}
         }
     }
-
-    /// A 1.1 connection persists unless `close` is said; a 1.0 one only with
-    /// `keep-alive` (RFC 9112 §9.3).
-    fn keep_alive(&self, version: Version) -> bool {
-        !self.close && (version == Version::HTTP_11 || self.keep_alive)
-    }
 }
 
 /// RFC 9112 §6.3, in its order.
 fn body_kind(
-    fields: &FramingFields,
+    fields: &MessageFraming,
     status: StatusCode,
     version: Version,
     method: &Method,
@@ -304,11 +250,13 @@ fn body_kind(
             BodyKind::Close
         });
     }
-    Ok(match fields.length.map_err(BackendFault::BadHead)? {
-        Some(0) => BodyKind::Empty,
-        Some(n) => BodyKind::Length(n),
-        None => BodyKind::Close,
-    })
+    Ok(
+        match fields.length.transpose().map_err(BackendFault::BadHead)? {
+            Some(0) => BodyKind::Empty,
+            Some(n) => BodyKind::Length(n),
+            None => BodyKind::Close,
+        },
+    )
 }
 
 /// RFC 9110 §8.6: each element `1*DIGIT` (the request side's rule); a list of equal
