@@ -10,10 +10,12 @@ use relevo::cli::{demo, dry_run, fd_limit, names, upgrade};
 use relevo::Config;
 use tracing::{error, info};
 
+mod allocator;
+
 /// mimalloc keeps per-thread free lists and packs small objects densely: less time in
 /// the allocator and fewer cache misses than glibc's malloc with thousands of connections.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: allocator::Allocator = allocator::Allocator;
 
 /// An HTTP/1.1 load-balancing proxy.
 #[derive(Parser)]

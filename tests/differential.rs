@@ -72,7 +72,7 @@ async fn relevo_layer() -> (SocketAddr, watch::Sender<Option<Drain>>) {
         loop {
             let accepted = listener.accept().await;
             let service = |_req: Box<Request<Inbound>>, _interim| async {
-                Response::new(Full::new(Bytes::from_static(b"ok")))
+                Box::new(Response::new(Full::new(Bytes::from_static(b"ok"))))
             };
             tokio::spawn(connection::serve(accepted, settings, service, stop.clone()));
         }

@@ -62,7 +62,8 @@ pub trait Answers {
     /// The response body.
     type Body: Body<Data = Bytes, Error: std::fmt::Display> + Relayed + Send + Unpin + 'static;
     /// The future of a response.
-    type Answer: Future<Output = Response<Self::Body>> + Send + 'static;
+    /// (The response is boxed: each layer that returns it moves a pointer.)
+    type Answer: Future<Output = Box<Response<Self::Body>>> + Send + 'static;
     /// The answer to `req`; the backend's interim responses go to `interim`.
     /// (Boxed: every async layer below keeps its arguments for its whole life, and
     /// copies them once more, so a request carried by value would take its 344 bytes
@@ -73,7 +74,7 @@ pub trait Answers {
 impl<F, Fut, B> Answers for F
 where
     F: FnMut(Box<Request<Inbound>>, Option<Interim>) -> Fut,
-    Fut: Future<Output = Response<B>> + Send + 'static,
+    Fut: Future<Output = Box<Response<B>>> + Send + 'static,
     B: Body<Data = Bytes, Error: std::fmt::Display> + Relayed + Send + Unpin + 'static,
 {
     type Body = B;
@@ -261,7 +262,7 @@ where
         let passed = resp.body_mut().take_passed();
         let written = response::write_head(&resp, passed.as_ref(), asked, &mut head_buf);
         drop(passed);
-        if let Err(e) = write_body(writer, head_buf, resp.into_body(), written.framing).await {
+        if let Err(e) = write_body(writer, head_buf, (*resp).into_body(), written.framing).await {
             debug!(client = %peer, "response not completed: {e}");
             return Served::Drop;
         }
@@ -322,7 +323,7 @@ fn wait_for<'a, W, S: Answers>(
     request: Box<Request<Inbound>>,
     interim: Option<&'a Interim>,
     mut w: Waiting<'a, W>,
-) -> impl Future<Output = Option<Response<S::Body>>> + 'a
+) -> impl Future<Output = Option<Box<Response<S::Body>>>> + 'a
 where
     W: AsyncWrite + Unpin,
 {

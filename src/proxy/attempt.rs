@@ -9,7 +9,7 @@ use http::{Request, Response, StatusCode};
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::debug;
 
-use super::response_body::ProxyBody;
+use super::response_body::{ProxyBody, Reply};
 use super::state::{Entry, State};
 use crate::downstream::interim::Interim;
 use crate::downstream::request_body::UpstreamBody;
@@ -23,10 +23,10 @@ use crate::upstream::{recovery, Backend, BackendBody, PooledConn};
 pub enum Exchanged {
     /// A response to relay, its body streaming from the backend, and how long the
     /// connect took when the attempt opened a connection.
-    Response(Response<ProxyBody>, Duration, Option<Duration>),
+    Response(Reply, Duration, Option<Duration>),
     /// 101 Switching Protocols: the response for the client, and the backend's side of
     /// the tunnel (holding its connection slot until the tunnel closes).
-    Switching(Response<ProxyBody>, PooledConn, Duration),
+    Switching(Reply, PooledConn, Duration),
 }
 
 /// Why an attempt failed, and whether the request provably was not sent.
@@ -103,21 +103,24 @@ pub async fn exchange(
                 // and the request is no longer in flight.
                 drop(in_flight);
                 let resp = rewrite::response(Response::from_parts(head.parts, ProxyBody::empty()));
-                return Ok(Exchanged::Switching(resp, conn, took));
+                return Ok(Exchanged::Switching(Box::new(resp), conn, took));
             }
             let body = BackendBody::new(conn, head.body, reusable, head.len);
             let passed = head.passed;
-            let needs_rewrite = passed.is_none();
-            let resp =
-                Response::from_parts(head.parts, ProxyBody::upstream(body, in_flight, passed));
-            // Fields kept as they came were screened for the client as they were parsed;
-            // the client hop speaks relevo's version either way.
-            let resp = if needs_rewrite {
-                rewrite::response(resp)
+            let resp = if passed.is_none() {
+                Box::new(rewrite::response(Response::from_parts(
+                    head.parts,
+                    ProxyBody::upstream(body, in_flight, passed),
+                )))
             } else {
-                let mut resp = resp;
-                *resp.version_mut() = http::Version::HTTP_11;
-                resp
+                // Fields kept as they came were screened for the client as they were
+                // parsed; the client hop speaks relevo's version either way.
+                let mut parts = head.parts;
+                parts.version = http::Version::HTTP_11;
+                Box::new(Response::from_parts(
+                    parts,
+                    ProxyBody::upstream(body, in_flight, passed),
+                ))
             };
             Ok(Exchanged::Response(resp, took, connect_time))
         }

@@ -15,5 +15,5 @@ pub mod state;
 pub mod tunnel;
 
 pub use phases::handle;
-pub use response_body::ProxyBody;
+pub use response_body::{ProxyBody, Reply};
 pub use state::State;

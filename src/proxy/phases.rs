@@ -5,11 +5,11 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::{header, HeaderValue, Method, Request, Response};
+use http::{header, HeaderValue, Method, Request};
 use hyper::body::Body;
 use tracing::{debug, error, warn};
 
-use super::response_body::ProxyBody;
+use super::response_body::{ProxyBody, Reply};
 use super::retry::{self, Plan, Resend};
 use super::session::Session;
 use super::state::State;
@@ -33,7 +33,7 @@ pub async fn handle(
     last: bool,
     interim: Option<Interim>,
     protocol: Protocol,
-) -> Response<ProxyBody> {
+) -> Reply {
     let mut session = Box::new(Session::new(client, &req, state.clone(), protocol));
     // A body we did not read would be parsed as the next request if the connection
     // stayed open, so an early answer closes it.
@@ -46,7 +46,7 @@ pub async fn handle(
                 Side::Relevo => error!(%client, "{err}"),
                 Side::Client => debug!(%client, "refused: {err}"),
             }
-            err.to_response(unread_body).map(ProxyBody::page)
+            Box::new(err.to_response(unread_body).map(ProxyBody::page))
         }
     };
     if last {
@@ -54,7 +54,8 @@ pub async fn handle(
             .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
     }
     session.status = resp.status();
-    resp.map(|body| body.with_session(session))
+    resp.body_mut().set_session(session);
+    resp
 }
 
 async fn proxy(
@@ -63,7 +64,7 @@ async fn proxy(
     session: &mut Session,
     interim: Option<Interim>,
     forwarded_for: HeaderValue,
-) -> Result<Response<ProxyBody>, ProxyError> {
+) -> Result<Reply, ProxyError> {
     let present = Present::of(req.headers());
     checks::before_routing(&req, state.config.limits.max_uri_bytes, present)?;
     if req.method() == Method::CONNECT {
@@ -80,7 +81,7 @@ async fn proxy(
     };
     session.entry = Some(entry.clone());
     if let Some(answer) = checks::max_forwards(&mut req) {
-        return Ok(answer.map(ProxyBody::page));
+        return Ok(Box::new(answer.map(ProxyBody::page)));
     }
     let limit = entry.max_body_bytes;
     let declared = present

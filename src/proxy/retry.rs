@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::Request;
 use hyper::body::Body;
 use tracing::{debug, warn};
 
 use super::attempt::{self, Exchanged, How};
-use super::response_body::ProxyBody;
+use super::response_body::Reply;
 use super::session::Session;
 use super::state::{Entry, State};
 use super::tunnel;
@@ -45,7 +45,7 @@ pub async fn run(
     plan: Plan<'_>,
     resend: &mut Resend,
     session: &mut Session,
-) -> Result<Response<ProxyBody>, ProxyError> {
+) -> Result<Reply, ProxyError> {
     let entry = plan.entry;
     // One clock reading per attempt: it starts the attempt, and after a failure it is
     // the one checked against the budget. The first attempt starts with the session

@@ -10,7 +10,7 @@ use std::time::Duration;
 use http::{Request, Response, StatusCode};
 use tokio::net::TcpStream;
 
-use super::response_body::ProxyBody;
+use super::response_body::{ProxyBody, Reply};
 use super::state::State;
 use crate::downstream::upgrade::{Io, Tunnel};
 use crate::http::ProxyError;
@@ -18,11 +18,11 @@ use crate::upstream::PooledConn;
 
 /// The backend's 101, carrying the backend's side of the tunnel to the client's.
 pub fn upgraded(
-    mut resp: Response<ProxyBody>,
+    mut resp: Reply,
     upstream: PooledConn,
     idle: Duration,
     backend: SocketAddr,
-) -> Response<ProxyBody> {
+) -> Reply {
     let far = Box::pin(async move { Ok(Box::new(upstream) as Box<dyn Io>) });
     resp.extensions_mut()
         .insert(Tunnel::new(far, idle, backend.to_string()));
@@ -31,7 +31,7 @@ pub fn upgraded(
 
 /// Answers `CONNECT host:port`: 403 unless `[connect] allow` lists it, else a TCP
 /// connection to the target and a 200 that turns the client connection into a tunnel.
-pub async fn connect<B>(state: &State, req: Request<B>) -> Result<Response<ProxyBody>, ProxyError> {
+pub async fn connect<B>(state: &State, req: Request<B>) -> Result<Reply, ProxyError> {
     let authority = req
         .uri()
         .authority()
@@ -75,7 +75,7 @@ pub async fn connect<B>(state: &State, req: Request<B>) -> Result<Response<Proxy
     };
     let _ = stream.set_nodelay(true);
     let far = Box::pin(async move { Ok(Box::new(stream) as Box<dyn Io>) });
-    let mut resp = Response::new(ProxyBody::empty());
+    let mut resp = Box::new(Response::new(ProxyBody::empty()));
     *resp.status_mut() = StatusCode::OK;
     resp.extensions_mut()
         .insert(Tunnel::new(far, timeouts.tunnel_idle, addr.to_string()));

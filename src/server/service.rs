@@ -22,7 +22,7 @@ use crate::downstream::request_body::Inbound;
 use crate::downstream::response::Relayed;
 use crate::downstream::tls::Negotiated;
 use crate::http::{host, page, rewrite};
-use crate::proxy::{self, ProxyBody, State};
+use crate::proxy::{self, ProxyBody, Reply, State};
 use crate::stats::{Protocol, ServerStats};
 
 /// One client connection, as its requests' service needs it.
@@ -72,7 +72,7 @@ impl Answerer {
         &self,
         mut req: Box<Request<Inbound>>,
         interim: Option<Interim>,
-    ) -> impl Future<Output = Response<ProxyBody>> + Send + 'static {
+    ) -> impl Future<Output = Reply> + Send + 'static {
         let conn = &self.conn;
         let protocol = self.protocol;
         let state = conn.state.load_full();
@@ -103,7 +103,7 @@ impl Answerer {
         });
         async move {
             if let Some(answer) = early {
-                return *answer;
+                return answer;
             }
             let mut resp =
                 proxy::handle(state, peer, forwarded_for, req, last, interim, protocol).await;
@@ -137,7 +137,7 @@ pub(super) fn h2(
     service_fn(move |req: Request<Incoming>| {
         // Boxed: awaiting a future captured by value would hold it twice.
         let answer = Box::pin(answerer.answer(Box::new(req.map(Inbound::from)), None));
-        async move { Ok(answer.await) }
+        async move { Ok(*answer.await) }
     })
 }
 
