@@ -115,7 +115,7 @@ pub fn serve<H: Halves, S: Answers>(
     accepted: Accepted<H>,
     settings: Settings,
     mut service: S,
-    mut stop: watch::Receiver<Option<Drain>>,
+    stop: watch::Receiver<Option<Drain>>,
 ) -> impl Future<Output = ()> {
     let Accepted { stream, peer, slot } = accepted;
     let (read, write) = stream.halves();
@@ -125,7 +125,14 @@ pub fn serve<H: Halves, S: Answers>(
     };
     let mut reader = Reader::new(read, BytesMut::new());
     let mut writer = Writer::new(write, settings.send_timeout);
+    let idle_stop = stop.clone();
     async move {
+        // One wait for a stop that closes idle connections, registered with the stop
+        // once for the connection's life: a wait made anew for every head would join
+        // and leave the stop's list of waiters (two locks) at every request. It is
+        // polled only between requests, and not again once it has fired (the
+        // connection then closes).
+        let mut closing = std::pin::pin!(close_idle(idle_stop));
         // One timer for the connection's life, moved later at every head: moving a
         // registered timer later is one store (the runtime finds the new deadline
         // when the old one comes), where a timer per request is registered with the
@@ -141,7 +148,7 @@ pub fn serve<H: Halves, S: Answers>(
             let next = tokio::select! {
                 // The head first, as `timeout` polls it: no random draw per poll.
                 biased;
-                next = next_head(&mut reader, limits, &mut stop) => Some(next),
+                next = next_head(&mut reader, limits, closing.as_mut()) => Some(next),
                 () = &mut head_timer => None,
             };
             let head = match next {
@@ -389,10 +396,10 @@ enum Next {
 
 /// Reads until a whole head is in the buffer. Between requests (nothing buffered) a
 /// stop that closes idle connections ends the wait.
-async fn next_head(
+async fn next_head<C: Future<Output = ()>>(
     reader: &mut Reader,
     limits: head::Limits,
-    stop: &mut watch::Receiver<Option<Drain>>,
+    mut closing: Pin<&mut C>,
 ) -> Next {
     loop {
         if !reader.buf.is_empty() {
@@ -404,8 +411,10 @@ async fn next_head(
         }
         let filled = if reader.buf.is_empty() {
             tokio::select! {
+                // The socket first: no random draw per poll.
+                biased;
                 filled = reader.fill() => filled,
-                _ = close_idle(stop) => return Next::Closed,
+                () = closing.as_mut() => return Next::Closed,
             }
         } else {
             reader.fill().await
@@ -515,7 +524,7 @@ async fn continue_wanted(asked: &mut Option<oneshot::Receiver<()>>) -> bool {
 
 /// Resolves when the stop says to close connections between requests (or when the
 /// server is gone altogether).
-async fn close_idle(stop: &mut watch::Receiver<Option<Drain>>) {
+async fn close_idle(mut stop: watch::Receiver<Option<Drain>>) {
     // Err: the sender is dropped, the server has stopped: close as well.
     let _ = stop.wait_for(|s| *s == Some(Drain::CloseIdle)).await;
 }
