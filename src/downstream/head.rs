@@ -228,6 +228,15 @@ impl MessageFraming {
     /// A `Connection` line; true when it names anything but `close` and
     /// `keep-alive` (a field, which is then hop-by-hop too).
     pub fn connection(&mut self, value: &[u8]) -> bool {
+        // The usual values, whole: no split and trim.
+        if value.eq_ignore_ascii_case(b"keep-alive") {
+            self.keep_alive = true;
+            return false;
+        }
+        if value.eq_ignore_ascii_case(b"close") {
+            self.close = true;
+            return false;
+        }
         let mut names = false;
         for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
             if token.eq_ignore_ascii_case(b"close") {

@@ -129,9 +129,7 @@ pub fn split_authority(s: &str) -> Result<(String, Option<u16>), ProxyError> {
         rest => {
             let digits = rest.strip_prefix(':').ok_or_else(not_authority)?;
             Some(port_number(digits).ok_or_else(|| {
-                ProxyError::BadHost(format!(
-                    "`{s}`: the port must be a number from 0 to 65535"
-                ))
+                ProxyError::BadHost(format!("`{s}`: the port must be a number from 0 to 65535"))
             })?)
         }
     };
@@ -178,7 +176,24 @@ const REG_NAME: [bool; 256] = {
     let mut c = 0;
     while c < 256 {
         let b = c as u8;
-        t[c] = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=');
+        t[c] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            );
         c += 1;
     }
     t

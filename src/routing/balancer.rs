@@ -9,6 +9,7 @@ use std::sync::Mutex;
 
 use http::HeaderMap;
 use rand::Rng;
+use smallvec::SmallVec;
 
 use super::candidate::{Availability, Candidate, Member};
 use super::hash_ring::{hash_bytes, key_value, ring, RING_POINTS};
@@ -16,6 +17,11 @@ use super::maglev::{Maglev, TABLE_SIZE};
 use crate::clock::now_ms;
 use crate::config::{Balance, HashKey};
 use crate::http::ProxyError;
+
+/// A list with one item per member, on the stack for entries of up to eight backends:
+/// a pick makes three such lists per request, and three allocations cost more than
+/// the pick itself.
+type Few<T> = SmallVec<[T; 8]>;
 
 /// How much faster (peak-EWMA) a backend must be to win a p2c tie on load.
 const LATENCY_MARGIN: f64 = 1.5;
@@ -137,7 +143,7 @@ impl<B: Candidate> Balancer<B> {
                 .unwrap_or(1);
             return Err(NoPick::AllDown(ProxyError::AllDown(retry_after)));
         };
-        let candidates: Vec<usize> = (0..self.members.len())
+        let candidates: Few<usize> = (0..self.members.len())
             .filter(|&i| eligible[i])
             .filter(|&i| !tried.contains(&self.members[i].backend.addr()))
             .collect();
@@ -151,7 +157,7 @@ impl<B: Candidate> Balancer<B> {
     }
 
     /// Each member's availability now.
-    fn availability(&self) -> Vec<Availability> {
+    fn availability(&self) -> Few<Availability> {
         let now = now_ms();
         self.members
             .iter()
@@ -177,7 +183,7 @@ impl<B: Candidate> Balancer<B> {
     /// Which members a pick may choose among: those of the availability tier, and of
     /// those only the ones of the lowest SRV priority present (RFC 2782: a client MUST
     /// contact the lowest-numbered priority it can reach). `None`: no member may.
-    fn eligible(&self, avail: &[Availability]) -> Option<Vec<bool>> {
+    fn eligible(&self, avail: &[Availability]) -> Option<Few<bool>> {
         if self.members.is_empty() {
             return None;
         }
